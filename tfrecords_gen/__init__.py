@@ -1,0 +1,1 @@
+"""Turn cervical-cytology annotations into validated, leakage-free TFRecord splits."""
