@@ -40,9 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _suggest_verb(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     """Answer a mistyped verb with the closest ones, as argparse alone only lists them all."""
-    verbs = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)][
-        0
-    ].choices
+    verbs = next(
+        action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+    ).choices
     if argv and not argv[0].startswith("-") and argv[0] not in verbs:
         close = difflib.get_close_matches(argv[0], list(verbs), n=3)
         if close:

@@ -95,10 +95,10 @@ def test_split_manifest_round_trip_and_refusals(tmp_path: Path) -> None:
     write_manifest(manifest, records, assignment)
     assert manifest.read_text().splitlines()[0] == "image,group,split"
     assert read_manifest(manifest, records) == assignment
-    with pytest.raises(DataError, match="1 image.s. missing from it"):
+    with pytest.raises(DataError, match=r"1 image\(s\) missing from it"):
         read_manifest(manifest, [*records, ImageRecord(Path("/x.png"), "x.png", 10, 10, "x")])
     lines = manifest.read_text().splitlines()
-    image, group, split = lines[1].split(",")
+    _, group, split = lines[1].split(",")
     other = "val" if split != "val" else "train"
     leaking = [*lines, f"extra.png,{group},{other}"]
     manifest.write_text("\n".join(leaking) + "\n")

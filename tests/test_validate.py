@@ -174,5 +174,5 @@ def test_validate_group_pattern_and_format_group(tmp_path: Path) -> None:
     assert {record.group for record in result.records} == {"slide7"}
     grouped = run(parsed(one, box("NILM", 1, 1, 5, 5), group="patient-3"))
     assert grouped.records[0].group == "patient-3"
-    with pytest.raises(DataError, match="does not match image 'slide7_field1.png'"):
+    with pytest.raises(DataError, match=r"does not match image 'slide7_field1\.png'"):
         run(parsed(one, box("NILM", 1, 1, 5, 5)), group_pattern=re.compile(r"^patient"))

@@ -144,14 +144,14 @@ def _report_problems(problems: list[Problem]) -> None:
 def sample_command(args: argparse.Namespace) -> None:
     from tfrecords_gen.sample import SampleSpec, generate_sample
 
-    spec = SampleSpec(
-        images=args.images,
-        seed=args.seed,
-        width=args.width,
-        height=args.height,
-        label_fraction=args.label_fraction,
-    )
     try:
+        spec = SampleSpec(
+            images=args.images,
+            seed=args.seed,
+            width=args.width,
+            height=args.height,
+            label_fraction=args.label_fraction,
+        )
         summary = generate_sample(args.out, spec)
     except (ValueError, FileExistsError) as error:
         raise DataError(str(error)) from error
