@@ -192,3 +192,23 @@ def test_cli_sample_bad_arguments_exit_2_with_a_message(tmp_path: Path, capsys) 
     assert main(["sample", "--out", str(tmp_path / "s"), "--images", "0"]) == 2
     assert "images" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "relative_input", "images", "boxes"),
+    [
+        ("cric", "cric8/classifications.csv", 8, 178),
+        ("geojson", "cric8/geojson", 8, 178),
+        ("voc", "isbi2014_cells_voc/annotations", 45, 270),
+        ("csv", "isbi2014_edf_nuclei_csv/annotations.csv", 12, 446),
+    ],
+)
+def test_cli_convert_real_data_without_errors(
+    shared_data: Path, tmp_path: Path, capsys, fmt: str, relative_input: str, images: int, boxes: int
+) -> None:
+    out = tmp_path / fmt
+    assert convert("--format", fmt, "--input", shared_data / relative_input, "--output", out) == 0
+    assert "error:" not in capsys.readouterr().err
+    stats = json.loads((out / "dataset_stats.json").read_text())["splits"]
+    assert sum(split["images"] for split in stats.values()) == images
+    assert sum(split["boxes"] for split in stats.values()) == boxes
