@@ -49,7 +49,7 @@ def test_cli_convert_writes_the_promised_files(sample: Path, tmp_path: Path, cap
         "Superficial-Intermediate",
     }
     printed = capsys.readouterr().out
-    assert "images/s" in printed and "Superficial-Intermediate" in printed
+    assert "images/s" in printed and "Superficial-Intermediate" in printed and "train: " in printed
 
 
 def test_cli_convert_no_image_or_group_in_two_splits(sample: Path, tmp_path: Path) -> None:

@@ -9,9 +9,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from tfrecords_gen.readers import READERS
 from tfrecords_gen.records import DataError, Problem
-
-FORMATS = ("sipakmed", "voc", "csv", "coco", "yolo", "cric", "geojson")
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -22,7 +21,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
         description="Read annotations, check them against the images, split by image group "
         "(stratified by class, seeded) and write TFRecords, label_map.pbtxt, COCO JSON and stats.",
     )
-    convert.add_argument("--format", required=True, choices=FORMATS)
+    convert.add_argument("--format", required=True, choices=tuple(READERS))
     convert.add_argument(
         "--input",
         required=True,
@@ -119,14 +118,17 @@ def convert_command(args: argparse.Namespace) -> None:
             "--on-error skip to leave the bad items out (they are listed in rejected.csv)"
         )
     seconds = time.perf_counter() - started
-    from tfrecords_gen.stats import load_stats, stats_table
+    from tfrecords_gen.stats import load_stats
 
-    print(stats_table(load_stats(outcome.written.out_dir)))
+    for split, numbers in load_stats(outcome.written.out_dir)["splits"].items():
+        classes = ", ".join(f"{label} {count}" for label, count in numbers["classes"].items())
+        print(f"{split}: {numbers['images']} images, {numbers['boxes']} boxes ({classes})")
     written = outcome.written
     print(
         f"wrote {len(written.files)} files to {written.out_dir}/ "
         f"({written.images} images in {seconds:.1f} s, {written.images / seconds:.1f} images/s)"
     )
+    print(f"per-class box sizes: cervical-tf stats {written.out_dir}")
 
 
 def _report_problems(problems: list[Problem]) -> None:
