@@ -7,6 +7,7 @@ import difflib
 import sys
 from collections.abc import Sequence
 
+from cervical_tf import evaluate, predict
 from tfrecords_gen import cli as data_cli
 from tfrecords_gen.records import DataError
 
@@ -18,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     data_cli.register(verbs)
+    predict.add_parser(verbs)
+    evaluate.add_parser(verbs)
     return parser
 
 

@@ -1,0 +1,103 @@
+"""Experiment configs: official.vision's `fasterrcnn_resnetfpn_coco` + a YAML file + the user's flags.
+
+The YAML in pipeline_configs/ is the single source of truth for the model; it runs unchanged with
+`python -m official.vision.train --experiment=fasterrcnn_resnetfpn_coco --config_file=...`.
+On top, `--data` points the config at a folder written by `cervical-tf convert`, so no config
+needs editing for a new data set, and `--params_override` changes any field. Every override is
+strict: a misspelt key is an error, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+
+from tfrecords_gen.label_map import read_label_map
+from tfrecords_gen.records import DataError
+
+EXPERIMENT = "fasterrcnn_resnetfpn_coco"
+
+
+@dataclass(frozen=True)
+class ConfigRequest:
+    """What the flags say about the config; None leaves the YAML's value."""
+
+    pipeline_config_path: Path
+    data_dir: Path | None = None
+    params_override: str | None = None
+    init_checkpoint: str | None = None
+    num_train_steps: int | None = None
+    eval_timeout: int | None = None  # seconds continuous evaluation waits for a new checkpoint
+
+
+def load_experiment(request: ConfigRequest):
+    """The resolved, validated and locked official.vision ExperimentConfig."""
+    from official.core import exp_factory
+    from official.modeling import hyperparams
+    from official.vision import registry_imports  # noqa: F401  (registers the experiment)
+
+    if not request.pipeline_config_path.is_file():
+        raise DataError(f"--pipeline_config_path {request.pipeline_config_path}: no such file")
+    params = exp_factory.get_exp_config(EXPERIMENT)
+    params = _strict_override(hyperparams, params, str(request.pipeline_config_path), "the config file")
+    if request.data_dir is not None:
+        params.override(data_overrides(request.data_dir), is_strict=True)
+    if request.params_override:
+        params = _strict_override(hyperparams, params, request.params_override, "--params_override")
+    if request.init_checkpoint is not None:
+        params.override({"task": {"init_checkpoint": request.init_checkpoint}}, is_strict=True)
+    if request.num_train_steps is not None:
+        params.override({"trainer": {"train_steps": request.num_train_steps}}, is_strict=True)
+    if request.eval_timeout is not None:
+        params.override({"trainer": {"continuous_eval_timeout": request.eval_timeout}}, is_strict=True)
+    params.validate()
+    params.lock()
+    return params
+
+
+def data_overrides(data_dir: Path) -> dict:
+    """Config fields that point an experiment at a converted folder (shards, label map, COCO GT)."""
+    label_map_path = data_dir / "label_map.pbtxt"
+    if not label_map_path.is_file():
+        raise DataError(
+            f"--data {data_dir}: no label_map.pbtxt; expected a folder written by `cervical-tf convert`"
+        )
+    label_map = read_label_map(label_map_path)
+    train_pattern = str(data_dir / "train-*.tfrecord")
+    if not glob.glob(train_pattern):
+        raise DataError(f"--data {data_dir}: no train-*.tfrecord shards")
+    overrides: dict = {
+        "task": {
+            # official.vision counts the background class: ids 1..N plus 0.
+            "model": {"num_classes": len(label_map) + 1},
+            "train_data": {"input_path": train_pattern},
+        }
+    }
+    val_pattern = str(data_dir / "val-*.tfrecord")
+    if glob.glob(val_pattern):
+        overrides["task"]["validation_data"] = {"input_path": val_pattern}
+        overrides["task"]["annotation_file"] = str(data_dir / "val_coco.json")
+    return overrides
+
+
+def label_map_for(params, data_dir: Path | None) -> Path:
+    """The label map that names the config's classes: --data's, else one beside the train shards."""
+    candidates = [data_dir / "label_map.pbtxt"] if data_dir else []
+    train_path = params.task.train_data.input_path
+    if isinstance(train_path, str) and train_path:
+        candidates.append(Path(train_path.split(",")[0]).parent / "label_map.pbtxt")
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise DataError(
+        "no label_map.pbtxt found beside the training data; "
+        "pass --data with the folder written by `cervical-tf convert`"
+    )
+
+
+def _strict_override(hyperparams, params, source: str, what: str):
+    try:
+        return hyperparams.override_params_dict(params, source, is_strict=True)
+    except (KeyError, ValueError, TypeError, AttributeError) as error:
+        raise DataError(f"{what}: {error}") from error

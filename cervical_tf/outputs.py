@@ -1,0 +1,240 @@
+"""Every result writer: overlay PNG, detections JSON and CSV, QuPath GeoJSON, COCO results, counts.
+
+Each takes `Detections` (boxes in original-image pixels, xyxy) and writes atomically: a temporary
+file beside the target replaces it only once complete, so a reader never sees half a file.
+Colours are fixed per label-map id (matplotlib's tab10: id 1 is tab10's first colour), so a class
+has the same colour in every overlay, in the GeoJSON and in the web viewer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw, ImageFont
+
+from cervical_tf.detections import Detections
+from tfrecords_gen.atomic import atomic_path
+
+CSV_COLUMNS = ("image", "width", "height", "class", "class_id", "score", "xmin", "ymin", "xmax", "ymax")
+Color = tuple[int, int, int]
+
+
+def class_color(class_id: int) -> Color:
+    """The RGB colour (0-255) of a label-map id: tab10, cycling after 10 classes."""
+    red, green, blue = matplotlib.colormaps["tab10"].colors[(class_id - 1) % 10]
+    return round(red * 255), round(green * 255), round(blue * 255)
+
+
+def palette(labels: dict[int, str]) -> dict[int, Color]:
+    """Label-map id -> RGB colour for every class of a label map."""
+    return {class_id: class_color(class_id) for class_id in labels}
+
+
+def write_overlay(
+    path: Path, image_array: np.ndarray, detections: Detections, class_colors: dict[int, Color] | None = None
+) -> None:
+    """PNG of `image_array` (uint8 [H, W, 3]) with a box and score per detection and a legend of counts."""
+    canvas = Image.fromarray(render_overlay(image_array, detections, class_colors))
+    with atomic_path(Path(path)) as temporary:
+        canvas.save(temporary, format="PNG")
+
+
+def render_overlay(
+    image_array: np.ndarray,
+    detections: Detections,
+    class_colors: dict[int, Color] | None = None,
+    captions: Sequence[str] | None = None,
+) -> np.ndarray:
+    """uint8 [H, W, 3]: the image with a box per detection, its caption (default: the score), a legend.
+
+    `class_colors`: label-map id -> RGB (see `palette`); ids missing from it get `class_color(id)`.
+    Line width and text size grow with the image so boxes stay visible on large fields.
+    """
+    colors = class_colors or {}
+    captions = captions if captions is not None else [f"{score:.2f}" for score in detections.scores]
+    canvas = Image.fromarray(np.asarray(image_array, dtype=np.uint8)).convert("RGB")
+    draw = ImageDraw.Draw(canvas)
+    side = min(canvas.size)
+    line_width = max(2, round(side / 300))
+    font = ImageFont.load_default(size=max(10, round(side / 50)))
+    for box, caption, class_id in zip(detections.boxes_px, captions, detections.class_ids, strict=True):
+        color = colors.get(int(class_id), class_color(int(class_id)))
+        xmin, ymin, xmax, ymax = (float(value) for value in box)
+        draw.rectangle((xmin, ymin, xmax, ymax), outline=color, width=line_width)
+        _label(draw, (xmin, ymin), caption, color, font)
+    _legend(draw, detections, colors, font)
+    return np.asarray(canvas)
+
+
+def write_detections_json(path: Path, detections_list: Sequence[Detections]) -> None:
+    """`[{"image", "width", "height", "detections": [{"box": [xmin, ymin, xmax, ymax], "class",
+    "class_id", "score"}]}]`, one entry per image in order; boxes in original pixels."""
+    entries = [
+        {
+            "image": detections.image,
+            "width": detections.width,
+            "height": detections.height,
+            "detections": [
+                {"box": _box(box), "class": label, "class_id": int(class_id), "score": _score(score)}
+                for box, label, class_id, score in _rows(detections)
+            ],
+        }
+        for detections in detections_list
+    ]
+    _write_text(Path(path), json.dumps(entries, indent=1))
+
+
+def write_detections_csv(path: Path, detections_list: Sequence[Detections]) -> None:
+    """One row per detection: image,width,height,class,class_id,score,xmin,ymin,xmax,ymax (pixels).
+
+    Images without detections have no row (detections.json lists every image)."""
+    rows = [
+        (
+            detections.image,
+            detections.width,
+            detections.height,
+            label,
+            int(class_id),
+            _score(score),
+            *_box(box),
+        )
+        for detections in detections_list
+        for box, label, class_id, score in _rows(detections)
+    ]
+    table = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
+    with atomic_path(Path(path)) as temporary:
+        table.to_csv(temporary, index=False)
+
+
+def write_geojson(path: Path, detections_list: Sequence[Detections]) -> None:
+    """A QuPath-importable FeatureCollection, one Feature per detection.
+
+    Geometry: the box as a closed Polygon ring (5 points) in pixel coordinates. Properties:
+    `objectType` "detection", `classification` {name, color [r, g, b]}, `measurements` {score},
+    and `image`, the image the detection belongs to: all images share one collection, so to
+    import one image's detections into QuPath, keep the features whose `image` is that image.
+    """
+    features = [
+        {
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": [_ring(box)]},
+            "properties": {
+                "objectType": "detection",
+                "classification": {"name": label, "color": list(class_color(int(class_id)))},
+                "measurements": {"score": _score(score)},
+                "image": detections.image,
+            },
+        }
+        for detections in detections_list
+        for box, label, class_id, score in _rows(detections)
+    ]
+    _write_text(Path(path), json.dumps({"type": "FeatureCollection", "features": features}))
+
+
+def write_coco_results(path: Path, detections_list: Sequence[Detections], image_ids: dict[str, int]) -> None:
+    """COCO detection results `[{"image_id", "category_id", "bbox": [x, y, w, h], "score"}]`.
+
+    `image_ids`: Detections.image -> COCO image id; category ids are the label-map ids (as in the
+    COCO ground truth that `convert` writes)."""
+    results = []
+    for detections in detections_list:
+        if detections.image not in image_ids:
+            raise ValueError(f"{detections.image}: no COCO image id given for this image")
+        for box, _, class_id, score in _rows(detections):
+            xmin, ymin, xmax, ymax = _box(box)
+            results.append(
+                {
+                    "image_id": image_ids[detections.image],
+                    "category_id": int(class_id),
+                    "bbox": [xmin, ymin, round(xmax - xmin, 2), round(ymax - ymin, 2)],
+                    "score": _score(score),
+                }
+            )
+    _write_text(Path(path), json.dumps(results))
+
+
+def counts_table(detections_list: Sequence[Detections], labels: dict[int, str]) -> str:
+    """A text table: one row per image, one column per class (label-map order), a `total` row."""
+    names = [labels[class_id] for class_id in sorted(labels)]
+    counts = pd.DataFrame(
+        [[_count(detections, class_id) for class_id in sorted(labels)] for detections in detections_list],
+        index=pd.Index([detections.image for detections in detections_list], name="image"),
+        columns=names,
+        dtype=int,
+    )
+    counts.loc["total"] = counts.sum(axis=0)
+    return counts.to_string()
+
+
+def _count(detections: Detections, class_id: int) -> int:
+    return int(np.count_nonzero(detections.class_ids == class_id))
+
+
+def _rows(detections: Detections) -> Iterator[tuple[np.ndarray, str, np.integer, np.floating]]:
+    """(box_px [4], label, class_id, score) per detection."""
+    return zip(detections.boxes_px, detections.labels, detections.class_ids, detections.scores, strict=True)
+
+
+def _box(box: np.ndarray) -> list[float]:
+    return [round(float(value), 2) for value in box]
+
+
+def _score(score: float) -> float:
+    return round(float(score), 5)
+
+
+def _ring(box: np.ndarray) -> list[list[float]]:
+    xmin, ymin, xmax, ymax = _box(box)
+    return [[xmin, ymin], [xmax, ymin], [xmax, ymax], [xmin, ymax], [xmin, ymin]]
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(text + "\n", encoding="utf-8")
+
+
+def _label(
+    draw: ImageDraw.ImageDraw,
+    corner: tuple[float, float],
+    text: str,
+    color: Color,
+    font: ImageFont.FreeTypeFont,
+) -> None:
+    """`text` on a filled tag in `color` just above `corner` (inside the box at the top border)."""
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    x, y = corner
+    y = y - (bottom - top) - 4 if y - (bottom - top) - 4 >= 0 else y
+    draw.rectangle((x, y, x + right - left + 4, y + bottom - top + 4), fill=color)
+    draw.text((x + 2 - left, y + 2 - top), text, fill=_text_color(color), font=font)
+
+
+def _legend(
+    draw: ImageDraw.ImageDraw, detections: Detections, colors: dict[int, Color], font: ImageFont.FreeTypeFont
+) -> None:
+    """Top-left legend: a colour swatch, the class name and its count per detected class."""
+    entries = sorted(set(zip(detections.class_ids.tolist(), detections.labels, strict=True)))
+    lines: list[tuple[Color | None, str]] = [
+        (colors.get(class_id, class_color(class_id)), f"{label}: {_count(detections, class_id)}")
+        for class_id, label in entries
+    ] or [(None, "no detections")]
+    left, top, _, bottom = draw.textbbox((0, 0), "Ag", font=font)
+    line_height = bottom - top + 6
+    swatch = line_height - 6
+    width = max(draw.textlength(text, font=font) for _, text in lines) + swatch + 16
+    draw.rectangle((0, 0, width, line_height * len(lines) + 6), fill=(255, 255, 255), outline=(0, 0, 0))
+    for row, (color, text) in enumerate(lines):
+        y = 6 + row * line_height
+        if color is not None:
+            draw.rectangle((6, y, 6 + swatch, y + swatch), fill=color)
+        draw.text((swatch + 12 - left, y - top), text, fill=(0, 0, 0), font=font)
+
+
+def _text_color(background: Color) -> Color:
+    """Black on light tags, white on dark ones."""
+    red, green, blue = background
+    return (0, 0, 0) if 0.299 * red + 0.587 * green + 0.114 * blue > 140 else (255, 255, 255)

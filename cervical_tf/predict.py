@@ -1,0 +1,168 @@
+"""`cervical-tf predict`: run an exported model on images and write every result format.
+
+TensorFlow is imported inside `run`, so `cervical-tf --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tfrecords_gen.image_files import IMAGE_SUFFIXES, find_images, is_image_file
+from tfrecords_gen.records import DataError
+
+if TYPE_CHECKING:
+    from cervical_tf.detections import Detections
+
+OUTPUT_FILES = ("detections.json", "detections.csv", "detections.geojson", "coco_results.json")
+
+
+def add_parser(verbs: argparse._SubParsersAction) -> None:
+    """Register the `predict` verb on the `cervical-tf` subparsers."""
+    parser = verbs.add_parser(
+        "predict",
+        help="detect cells in images with an exported model",
+        description=(
+            "Run EXPORT_DIR (written by `cervical-tf export`) on IMAGES and write detections.json, "
+            "detections.csv, detections.geojson (QuPath), coco_results.json and overlays/*.png to RESULTS."
+        ),
+    )
+    parser.add_argument("--model", type=Path, required=True, metavar="EXPORT_DIR", help="the exported model")
+    parser.add_argument(
+        "--output", type=Path, required=True, metavar="RESULTS", help="folder for the results"
+    )
+    parser.add_argument(
+        "--min-score",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="keep detections scoring at least this (default 0.5)",
+    )
+    parser.add_argument(
+        "--max-detections",
+        type=int,
+        default=100,
+        metavar="N",
+        help="keep at most this many per image (default 100)",
+    )
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        metavar="T",
+        help="run images larger than T px in overlapping T x T tiles (default: whole images)",
+    )
+    parser.add_argument(
+        "--overlap",
+        type=int,
+        default=128,
+        metavar="PX",
+        help="tile overlap in px; at least the largest cell's size, so every cell is whole in some tile "
+        "(default 128)",
+    )
+    parser.add_argument("images", nargs="+", metavar="IMAGES", help="image files, folders or glob patterns")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Predict on every image of `args.images`; skip (and report) unreadable ones; write all outputs."""
+    from tqdm import tqdm
+
+    from cervical_tf import outputs
+    from cervical_tf.predictor import Predictor, load_image, validate_options
+
+    validate_options(args.tile, args.overlap, args.max_detections, args.min_score)
+    paths = resolve_images(args.images)
+    predictor = Predictor.load(Path(args.model))
+    output = Path(args.output)
+    overlay_dir = output / "overlays"
+    overlay_dir.mkdir(parents=True, exist_ok=True)
+    colors = outputs.palette(predictor.labels)
+    image_ids = {str(path): image_id for image_id, path in enumerate(paths, start=1)}
+    detections_list: list[Detections] = []
+    failures: list[Path] = []
+    for path, overlay_name in tqdm(
+        list(zip(paths, overlay_names(paths), strict=True)), desc="predict", unit="img"
+    ):
+        try:
+            image = load_image(path)
+        except DataError as error:
+            failures.append(path)
+            tqdm.write(f"skipped: {error}", file=sys.stderr)
+            continue
+        detections = predictor.predict(
+            image,
+            str(path),
+            tile=args.tile,
+            overlap=args.overlap,
+            max_detections=args.max_detections,
+            min_score=args.min_score,
+        )
+        outputs.write_overlay(overlay_dir / overlay_name, image, detections, colors)
+        detections_list.append(detections)
+    if not detections_list:
+        raise DataError(f"none of the {len(paths)} image(s) could be read; nothing was written")
+    outputs.write_detections_json(output / "detections.json", detections_list)
+    outputs.write_detections_csv(output / "detections.csv", detections_list)
+    outputs.write_geojson(output / "detections.geojson", detections_list)
+    outputs.write_coco_results(output / "coco_results.json", detections_list, image_ids)
+    _report(output, detections_list, failures, outputs.counts_table(detections_list, predictor.labels))
+
+
+def resolve_images(items: list[str]) -> list[Path]:
+    """Image paths from files, folders (their images, not recursive) and glob patterns, in order.
+
+    Duplicates are kept once. A missing file, a pattern matching no image, or a folder without
+    images is a DataError naming it. Files given by name are taken whatever their suffix.
+    """
+    paths: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if glob.has_magic(item):
+            found = [Path(match) for match in sorted(glob.glob(item)) if is_image_file(Path(match))]
+            if not found:
+                raise DataError(f"{item}: the pattern matches no image files")
+        elif path.is_dir():
+            found = find_images(path)
+            if not found:
+                raise DataError(
+                    f"{path}: no image files in this folder (looked for {' '.join(sorted(IMAGE_SUFFIXES))})"
+                )
+        elif path.is_file():
+            found = [path]
+        else:
+            raise DataError(f"{path}: no such image file or folder")
+        paths.extend(found)
+    unique: dict[Path, Path] = {}
+    for path in paths:
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
+
+
+def overlay_names(paths: list[Path]) -> list[str]:
+    """`<stem>.png` per image; repeated stems become `<stem>-2.png`, `<stem>-3.png`, ..."""
+    used: set[str] = set()
+    names = []
+    for path in paths:
+        name, number = f"{path.stem}.png", 1
+        while name in used:
+            number += 1
+            name = f"{path.stem}-{number}.png"
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def _report(output: Path, detections_list: list[Detections], failures: list[Path], table: str) -> None:
+    print(table)
+    boxes = sum(len(detections) for detections in detections_list)
+    if failures:
+        print(
+            f"skipped {len(failures)} unreadable image(s): {', '.join(map(str, failures))}", file=sys.stderr
+        )
+    print(f"{boxes} detections in {len(detections_list)} image(s)")
+    print(f"wrote {', '.join(OUTPUT_FILES)} to {output}/")
+    print(f"wrote {len(detections_list)} overlay(s) to {output / 'overlays'}/")

@@ -1,0 +1,318 @@
+"""Detection metrics as plain functions of ground truth and detections (no TensorFlow).
+
+Every function takes `GroundTruthImage`s and `Detections` paired by position (the same image at
+the same index), boxes in original-image pixels `[x_min, y_min, x_max, y_max]` and 1-based
+label-map class ids. Definitions (also stated in report.md):
+
+- COCO metrics: pycocotools' COCOeval ("bbox", 101 recall points, IoU 0.50:0.05:0.95, up to 100
+  detections per image and class). Per-class numbers are slices of `eval["precision"]` (and
+  `eval["recall"]`) at that class's index, area "all", 100 detections; `None` for a class without
+  ground truth, where COCOeval leaves -1. Rounded to 6 decimals.
+- Matching for the confusion matrix and the FROC: greedy in descending score order, each detection
+  taking the still-unmatched ground-truth box it overlaps most, if that IoU >= 0.5.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from cervical_tf.detections import Detections
+from cervical_tf.ground_truth import GroundTruthImage
+
+IOU_THRESHOLD = 0.5
+DECIMALS = 6  # COCO metrics are rounded to this many decimals (a mean of 101 ones is not exactly 1.0)
+FP_PER_IMAGE_POINTS = (1, 2, 4)
+BACKGROUND_ROW = "background (false positive)"
+MISSED_COLUMN = "missed"
+
+# Class names of the two label sets whose abnormal classes are known; compared lower-cased with
+# everything but letters and digits dropped, so "ASC-US", "ASCUS" and "asc_us" are the same name.
+SIPAKMED_CLASSES = {"superficialintermediate", "parabasal", "koilocytotic", "dyskeratotic", "metaplastic"}
+SIPAKMED_ABNORMAL = {"koilocytotic", "dyskeratotic"}
+BETHESDA_NEGATIVE = {
+    "nilm",
+    "negativeforintraepitheliallesion",
+    "negativeforintraepitheliallesionormalignancy",
+}
+BETHESDA_ABNORMAL = {"ascus", "asch", "lsil", "hsil", "scc", "agc", "ais", "adenocarcinoma"}
+
+logger = logging.getLogger(__name__)
+
+
+def default_abnormal(names: Sequence[str]) -> tuple[set[str], str]:
+    """The abnormal classes implied by a label map's class names, and a sentence saying why.
+
+    All names SIPaKMeD classes: Koilocytotic and Dyskeratotic. All names Bethesda categories:
+    every class but NILM ("Negative for intraepithelial lesion"). Otherwise none: the caller
+    must name them (--abnormal).
+    """
+    by_key = {_name_key(name): name for name in names}
+    if by_key and set(by_key) <= SIPAKMED_CLASSES and set(by_key) & SIPAKMED_ABNORMAL:
+        chosen = {by_key[key] for key in SIPAKMED_ABNORMAL & set(by_key)}
+        return chosen, "SIPaKMeD label map: the abnormal classes are Koilocytotic and Dyskeratotic"
+    if by_key and set(by_key) <= BETHESDA_NEGATIVE | BETHESDA_ABNORMAL and set(by_key) & BETHESDA_ABNORMAL:
+        chosen = {name for key, name in by_key.items() if key not in BETHESDA_NEGATIVE}
+        return chosen, "Bethesda label map: every class except NILM (negative for intraepithelial lesion)"
+    return set(), (
+        "no abnormal classes: the label map holds neither SIPaKMeD nor Bethesda class names; "
+        "name them with --abnormal NAME,..."
+    )
+
+
+def coco_metrics(
+    ground_truth: Sequence[GroundTruthImage], detections: Sequence[Detections], labels: dict[int, str]
+) -> dict:
+    """COCO AP/AP50/AP75/AR100 overall and per class, and per-class PR curves at IoU 0.5.
+
+    Returns {"AP", "AP50", "AP75", "AR100": float | None, "per_class": {name: {"AP", "AP50",
+    "AP75", "AR100"}}, "pr_curves": {name: {"recall": [...], "precision": [...]}}}; a class
+    without ground truth gets None metrics and no curve. pycocotools' prints go to the log.
+    """
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        coco_truth = _coco_from_dataset(COCO, _coco_ground_truth(ground_truth, labels))
+        results = _coco_results(ground_truth, detections)
+        coco_results = (
+            coco_truth.loadRes(results)
+            if results
+            else _coco_from_dataset(COCO, {**coco_truth.dataset, "annotations": []})
+        )
+        evaluation = COCOeval(coco_truth, coco_results, "bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    logger.debug("pycocotools:\n%s", printed.getvalue())
+
+    stats = [None if value < 0 else round(float(value), DECIMALS) for value in evaluation.stats]
+    precision = evaluation.eval["precision"]  # [IoU thresholds, recall points, classes, areas, max dets]
+    recall = evaluation.eval["recall"]  # [IoU thresholds, classes, areas, max dets]
+    iou_50 = int(np.argmin(np.abs(evaluation.params.iouThrs - 0.5)))
+    iou_75 = int(np.argmin(np.abs(evaluation.params.iouThrs - 0.75)))
+    per_class, pr_curves = {}, {}
+    for index, class_id in enumerate(evaluation.params.catIds):
+        class_precision = precision[:, :, index, 0, -1]
+        per_class[labels[class_id]] = {
+            "AP": _mean_defined(class_precision),
+            "AP50": _mean_defined(class_precision[iou_50]),
+            "AP75": _mean_defined(class_precision[iou_75]),
+            "AR100": _mean_defined(recall[:, index, 0, -1]),
+        }
+        if recall[iou_50, index, 0, -1] >= 0:
+            reached = evaluation.params.recThrs <= recall[iou_50, index, 0, -1] + 1e-9
+            pr_curves[labels[class_id]] = {
+                "recall": [float(value) for value in evaluation.params.recThrs[reached]],
+                "precision": [float(value) for value in class_precision[iou_50][reached]],
+            }
+    return {
+        "AP": stats[0],
+        "AP50": stats[1],
+        "AP75": stats[2],
+        "AR100": stats[8],
+        "per_class": per_class,
+        "pr_curves": pr_curves,
+    }
+
+
+def confusion_matrix(
+    ground_truth: Sequence[GroundTruthImage],
+    detections: Sequence[Detections],
+    labels: dict[int, str],
+    min_score: float,
+) -> dict:
+    """Class confusion of detections scoring >= `min_score`, matched class-agnostically at IoU >= 0.5.
+
+    Returns {"rows": class names + [BACKGROUND_ROW], "columns": class names + [MISSED_COLUMN],
+    "counts": int [rows][columns]}: a matched detection counts at (its true class, its predicted
+    class), an unmatched one at (background, predicted class), an unmatched ground-truth box at
+    (true class, missed). Classes in label-map id order.
+    """
+    class_ids = sorted(labels)
+    position = {class_id: index for index, class_id in enumerate(class_ids)}
+    counts = np.zeros((len(class_ids) + 1, len(class_ids) + 1), dtype=np.int64)
+    for truth, found in zip(ground_truth, detections, strict=True):
+        kept = found.above(min_score)
+        matches = greedy_match(truth.boxes_px, kept.boxes_px, kept.scores)
+        for detection_index, truth_index in enumerate(matches):
+            row = len(class_ids) if truth_index < 0 else position[int(truth.class_ids[truth_index])]
+            counts[row, position[int(kept.class_ids[detection_index])]] += 1
+        for truth_index in sorted(set(range(len(truth.class_ids))) - set(matches)):
+            counts[position[int(truth.class_ids[truth_index])], len(class_ids)] += 1
+    names = [labels[class_id] for class_id in class_ids]
+    return {"rows": [*names, BACKGROUND_ROW], "columns": [*names, MISSED_COLUMN], "counts": counts.tolist()}
+
+
+def image_level_screening(
+    ground_truth: Sequence[GroundTruthImage],
+    detections: Sequence[Detections],
+    abnormal_ids: set[int],
+    min_score: float,
+) -> dict:
+    """Image-level sensitivity and specificity for "this image holds an abnormal cell".
+
+    Truly abnormal: any ground-truth box of an abnormal class. Called abnormal: any detection of
+    an abnormal class scoring >= `min_score`. Returns {"TP", "FN", "TN", "FP": int, "sensitivity",
+    "specificity": float | None} (None when there are no abnormal, resp. normal, images).
+    """
+    counts = {"TP": 0, "FN": 0, "TN": 0, "FP": 0}
+    for truth, found in zip(ground_truth, detections, strict=True):
+        truly_abnormal = bool(np.isin(truth.class_ids, list(abnormal_ids)).any())
+        kept = found.above(min_score)
+        called_abnormal = bool(np.isin(kept.class_ids, list(abnormal_ids)).any())
+        key = {(True, True): "TP", (True, False): "FN", (False, False): "TN", (False, True): "FP"}
+        counts[key[truly_abnormal, called_abnormal]] += 1
+    return {
+        **counts,
+        "sensitivity": _ratio(counts["TP"], counts["TP"] + counts["FN"]),
+        "specificity": _ratio(counts["TN"], counts["TN"] + counts["FP"]),
+    }
+
+
+def froc_points(
+    ground_truth: Sequence[GroundTruthImage],
+    detections: Sequence[Detections],
+    abnormal_ids: set[int],
+    fp_per_image: Sequence[float] = FP_PER_IMAGE_POINTS,
+) -> dict:
+    """Cell-level recall of abnormal cells at `fp_per_image` false positives per image (FROC points).
+
+    Only detections of abnormal classes take part (all scores), against only ground-truth boxes
+    of abnormal classes, any-abnormal: an LSIL box found as ASC-US counts as found. Within each
+    image, detections match greedily by score at IoU >= 0.5; the rest are false positives. The
+    score threshold then sweeps down over the distinct detection scores; at each point recall =
+    matched abnormal boxes / all abnormal boxes and FP/image = false positives / images. For each
+    k the value is the point furthest along the sweep (lowest threshold, so highest recall) whose
+    FP/image <= k: {"recall", "fp_per_image", "score_threshold"}, or None when no sweep point
+    qualifies (or there are no abnormal boxes or no abnormal detections).
+    """
+    scored: list[tuple[float, bool]] = []
+    abnormal_boxes = 0
+    for truth, found in zip(ground_truth, detections, strict=True):
+        truth_is_abnormal = np.isin(truth.class_ids, list(abnormal_ids))
+        found_is_abnormal = np.isin(found.class_ids, list(abnormal_ids))
+        abnormal_boxes += int(truth_is_abnormal.sum())
+        scores = found.scores[found_is_abnormal]
+        matches = greedy_match(truth.boxes_px[truth_is_abnormal], found.boxes_px[found_is_abnormal], scores)
+        scored += [(float(score), match >= 0) for score, match in zip(scores, matches, strict=True)]
+    scored.sort(key=lambda item: -item[0])
+    scores = np.array([score for score, _ in scored])
+    true_positives = np.cumsum([is_match for _, is_match in scored])
+    false_positives = np.cumsum([not is_match for _, is_match in scored])
+    sweep = [
+        index for index in range(len(scores)) if index + 1 == len(scores) or scores[index + 1] < scores[index]
+    ]
+    points: dict[str, dict | None] = {}
+    for k in fp_per_image:
+        within = [index for index in sweep if false_positives[index] / len(ground_truth) <= k]
+        if not within or abnormal_boxes == 0:
+            points[f"{k:g}"] = None
+            continue
+        index = within[-1]
+        points[f"{k:g}"] = {
+            "recall": float(true_positives[index] / abnormal_boxes),
+            "fp_per_image": float(false_positives[index] / len(ground_truth)),
+            "score_threshold": float(scores[index]),
+        }
+    return {"matching": "any-abnormal", "abnormal_boxes": abnormal_boxes, "points": points}
+
+
+def greedy_match(
+    truth_boxes_px: np.ndarray,
+    found_boxes_px: np.ndarray,
+    scores: np.ndarray,
+    iou_threshold: float = IOU_THRESHOLD,
+) -> list[int]:
+    """For each detection (float32 [N, 4] pixel xyxy, scores [N]), the index of the ground-truth
+    box (float32 [M, 4] pixel xyxy) it matches, or -1. Detections go in descending score order
+    (stable on ties), each taking the unmatched box of highest IoU if that IoU >= `iou_threshold`.
+    """
+    overlaps = box_iou(found_boxes_px, truth_boxes_px)
+    matches = [-1] * len(scores)
+    taken = np.zeros(len(truth_boxes_px), dtype=bool)
+    for detection_index in np.argsort(-np.asarray(scores), kind="stable"):
+        if not len(truth_boxes_px):
+            break
+        candidates = np.where(taken, -1.0, overlaps[detection_index])
+        best = int(np.argmax(candidates))
+        if candidates[best] >= iou_threshold:
+            matches[detection_index] = best
+            taken[best] = True
+    return matches
+
+
+def box_iou(boxes_a_px: np.ndarray, boxes_b_px: np.ndarray) -> np.ndarray:
+    """Intersection over union of pixel xyxy boxes [A, 4] and [B, 4] -> float64 [A, B]."""
+    boxes_a = np.asarray(boxes_a_px, dtype=np.float64).reshape(-1, 4)
+    boxes_b = np.asarray(boxes_b_px, dtype=np.float64).reshape(-1, 4)
+    top_left = np.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
+    bottom_right = np.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
+    intersection = np.clip(bottom_right - top_left, 0, None).prod(axis=2)
+    area_a = (boxes_a[:, 2] - boxes_a[:, 0]) * (boxes_a[:, 3] - boxes_a[:, 1])
+    area_b = (boxes_b[:, 2] - boxes_b[:, 0]) * (boxes_b[:, 3] - boxes_b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - intersection
+    return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
+
+
+def _coco_ground_truth(ground_truth: Sequence[GroundTruthImage], labels: dict[int, str]) -> dict:
+    """The COCO ground-truth dataset dict (boxes [x, y, width, height] pixels, no crowd regions)."""
+    images, annotations = [], []
+    for truth in ground_truth:
+        images.append(
+            {"id": truth.image_id, "file_name": truth.name, "width": truth.width, "height": truth.height}
+        )
+        for box, class_id in zip(truth.boxes_px.tolist(), truth.class_ids.tolist(), strict=True):
+            width, height = box[2] - box[0], box[3] - box[1]
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": truth.image_id,
+                    "category_id": class_id,
+                    "bbox": [box[0], box[1], width, height],
+                    "area": width * height,
+                    "iscrowd": 0,
+                }
+            )
+    categories = [{"id": class_id, "name": name} for class_id, name in sorted(labels.items())]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def _coco_results(ground_truth: Sequence[GroundTruthImage], detections: Sequence[Detections]) -> list[dict]:
+    """Detections as COCO results: {"image_id", "category_id", "bbox": [x, y, w, h] pixels, "score"}."""
+    results = []
+    for truth, found in zip(ground_truth, detections, strict=True):
+        for box, score, class_id in zip(
+            found.boxes_px.tolist(), found.scores.tolist(), found.class_ids.tolist(), strict=True
+        ):
+            bbox = [box[0], box[1], box[2] - box[0], box[3] - box[1]]
+            results.append(
+                {"image_id": truth.image_id, "category_id": class_id, "bbox": bbox, "score": score}
+            )
+    return results
+
+
+def _coco_from_dataset(coco_class: type, dataset: dict):
+    coco = coco_class()
+    coco.dataset = dataset
+    coco.createIndex()
+    return coco
+
+
+def _mean_defined(values: np.ndarray) -> float | None:
+    """Mean of the entries COCOeval defined (>= 0); None when it left them all at -1 (no ground truth)."""
+    defined = values[values > -1]
+    return round(float(defined.mean()), DECIMALS) if defined.size else None
+
+
+def _name_key(name: str) -> str:
+    return "".join(character for character in name.lower() if character.isalnum())
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None

@@ -1,0 +1,97 @@
+"""Training and evaluation on official.vision's task, trainer and Orbit controller.
+
+`OrbitExperimentRunner` does the work (checkpoints, resume, TensorBoard summaries, COCO
+evaluation); the subclass below only adds what cytology users need: a terminal progress line,
+metrics.csv, validation images with true and predicted boxes in TensorBoard, and evaluation of a
+checkpoint folder other than model_dir (the OD API's --checkpoint_dir).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from tfrecords_gen.label_map import read_label_map
+from tfrecords_gen.records import DataError
+
+MODES = ("train", "train_and_eval", "eval", "continuous_eval")
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    model_dir: Path
+    mode: str = "train_and_eval"
+    checkpoint_dir: Path | None = None  # evaluate checkpoints from here (model_dir gets the results)
+    label_map_path: Path | None = None
+    validation_images: int = 3
+
+
+def run(params, request: TrainRequest) -> dict:
+    """Run `request.mode` on the locked experiment `params`; returns the last evaluation's metrics."""
+    import orbit
+    import tensorflow as tf
+    from official.common import distribute_utils
+    from official.core import task_factory, train_lib, train_utils
+
+    from cervical_tf.train_actions import MetricsCsv, ProgressLine, ValidationImages
+
+    if request.mode not in MODES:
+        raise DataError(f"mode {request.mode!r}: expected one of {', '.join(MODES)}")
+    model_dir = str(request.model_dir)
+    if "train" in request.mode:
+        train_utils.serialize_config(params, model_dir)  # params.yaml: the resolved config
+        if request.label_map_path:
+            shutil.copyfile(request.label_map_path, request.model_dir / "label_map.pbtxt")
+    strategy = distribute_utils.get_distribution_strategy(
+        distribution_strategy=params.runtime.distribution_strategy,
+        all_reduce_alg=params.runtime.all_reduce_alg,
+        num_gpus=params.runtime.num_gpus,
+        tpu_address=params.runtime.tpu,
+    )
+    with strategy.scope():
+        task = task_factory.get_task(params.task, logging_dir=model_dir)
+    label_map = read_label_map(request.label_map_path) if request.label_map_path else {}
+    names = {class_id: name for name, class_id in label_map.items()}
+
+    class CellExperimentRunner(train_lib.OrbitExperimentRunner):
+        """Adds our actions (they need the trainer, built in __init__) and reads --checkpoint_dir."""
+
+        def _build_controller(self, trainer, evaluator, **kwargs) -> orbit.Controller:
+            train_actions = [ProgressLine(params.trainer.train_steps, lambda: int(self.trainer.global_step))]
+            eval_actions = [
+                MetricsCsv(request.model_dir / "metrics.csv", lambda: int(self.trainer.global_step))
+            ]
+            if request.validation_images and params.task.validation_data.input_path:
+                eval_actions.append(
+                    ValidationImages(
+                        task,
+                        self.trainer.model,
+                        params,
+                        request.model_dir,
+                        request.validation_images,
+                        lambda: int(self.trainer.global_step),
+                        names,
+                    )
+                )
+            kwargs["train_actions"] = train_actions if trainer else None
+            kwargs["eval_actions"] = eval_actions
+            return super()._build_controller(trainer, evaluator, **kwargs)
+
+        def _maybe_build_checkpoint_manager(self):
+            if request.checkpoint_dir is None:
+                return super()._maybe_build_checkpoint_manager()
+            return tf.train.CheckpointManager(
+                self.trainer.checkpoint, directory=str(request.checkpoint_dir), max_to_keep=None
+            )
+
+    runner = CellExperimentRunner(
+        distribution_strategy=strategy,
+        task=task,
+        mode=request.mode,
+        params=params,
+        model_dir=model_dir,
+        run_post_eval=False,
+    )
+    _, logs = runner.run()
+    return logs

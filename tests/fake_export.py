@@ -1,0 +1,63 @@
+"""A stand-in SavedModel obeying `cervical-tf export`'s contract, for tests that must not train.
+
+It "detects" the extent of the dark pixels (channel mean < 60) as class 2 and of the grey pixels
+(60 <= mean < 120) as class 1, so tests know exactly which boxes a correct pipeline returns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tensorflow as tf
+
+FAKE_ROWS = 5  # the fake model pads its outputs to this many rows, like a real export's max_total_size
+
+
+class DarkAndGreyDetector(tf.Module):
+    """Finds the extent of the dark pixels as class 2 (score 0.9) and of the grey pixels as class 1
+    (score `grey_score`), in the export's output format."""
+
+    def __init__(self, grey_score: float) -> None:
+        super().__init__()
+        self._scores = tf.constant([0.9, grey_score])
+
+    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name="input_tensor")])
+    def serve(self, input_tensor: tf.Tensor) -> dict[str, tf.Tensor]:
+        brightness = tf.reduce_mean(tf.cast(input_tensor[0], tf.float32), axis=-1)
+        dark_box, dark_found = _extent(brightness < 60)
+        grey_box, grey_found = _extent((brightness >= 60) & (brightness < 120))
+        found = tf.stack([dark_found, grey_found])
+        boxes = tf.boolean_mask(tf.stack([dark_box, grey_box]), found)
+        scores = tf.boolean_mask(self._scores, found)
+        classes = tf.boolean_mask(tf.constant([2.0, 1.0]), found)
+        count = tf.shape(scores)[0]
+        padding = FAKE_ROWS - count
+        return {
+            "detection_boxes": tf.pad(boxes, [[0, padding], [0, 0]])[tf.newaxis],
+            "detection_scores": tf.pad(scores, [[0, padding]])[tf.newaxis],
+            "detection_classes": tf.pad(classes, [[0, padding]])[tf.newaxis],
+            "num_detections": tf.cast(count, tf.float32)[tf.newaxis],
+        }
+
+
+def _extent(mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Normalized [ymin, xmin, ymax, xmax] (exclusive max) of the True pixels of mask [H, W], and any()."""
+    height, width = tf.shape(mask)[0], tf.shape(mask)[1]
+    rows = tf.cast(tf.reduce_any(mask, axis=1), tf.int32)
+    columns = tf.cast(tf.reduce_any(mask, axis=0), tf.int32)
+    y_min = tf.argmax(rows, output_type=tf.int32)
+    y_max = height - tf.argmax(rows[::-1], output_type=tf.int32)
+    x_min = tf.argmax(columns, output_type=tf.int32)
+    x_max = width - tf.argmax(columns[::-1], output_type=tf.int32)
+    size = tf.cast(tf.stack([height, width, height, width]), tf.float32)
+    return tf.cast(tf.stack([y_min, x_min, y_max, x_max]), tf.float32) / size, tf.reduce_any(mask)
+
+
+def write_fake_export(export_dir: Path, grey_score: float = 0.4) -> Path:
+    """EXPORT_DIR/saved_model + label_map.pbtxt (1 grey, 2 dark) as `cervical-tf export` writes them."""
+    module = DarkAndGreyDetector(grey_score)
+    tf.saved_model.save(module, str(export_dir / "saved_model"), signatures={"serving_default": module.serve})
+    (export_dir / "label_map.pbtxt").write_text(
+        "item {\n  id: 1\n  name: 'grey'\n}\nitem {\n  id: 2\n  name: 'dark'\n}\n", encoding="utf-8"
+    )
+    return export_dir

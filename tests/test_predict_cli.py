@@ -1,0 +1,178 @@
+"""`cervical-tf predict` end to end on the fake export: inputs, outputs, bad images, filtering."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fake_export import write_fake_export
+from PIL import Image
+
+from cervical_tf import cli
+from tfrecords_gen.records import DataError
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_fake_export(tmp_path_factory.mktemp("export"))
+
+
+def save_image(
+    path: Path, dark: tuple[int, int, int, int] | None = (20, 30, 60, 50), grey: bool = False
+) -> Path:
+    """A 120 x 90 white PNG with a dark rectangle (x0, y0, x1, y1) and optionally a grey one."""
+    pixels = np.full((90, 120, 3), 255, dtype=np.uint8)
+    if dark is not None:
+        x0, y0, x1, y1 = dark
+        pixels[y0:y1, x0:x1] = 0
+    if grey:
+        pixels[60:80, 80:110] = 90
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def predict(export_dir: Path, output: Path, *arguments: str) -> int:
+    """Run the real `cervical-tf` entry point in-process; its exit status."""
+    return cli.main(["predict", "--model", str(export_dir), "--output", str(output), *arguments])
+
+
+def test_predict_files_folders_and_globs(
+    tmp_path: Path, export_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    single = save_image(tmp_path / "single.png")
+    save_image(tmp_path / "folder" / "b.png", dark=(0, 0, 10, 10))
+    save_image(tmp_path / "folder" / "a.png")
+    (tmp_path / "folder" / "notes.txt").write_text("not an image", encoding="utf-8")
+    save_image(tmp_path / "globbed" / "a.png")
+    save_image(tmp_path / "globbed" / "c.png", dark=None)
+    output = tmp_path / "results"
+
+    status = predict(
+        export_dir, output, str(single), str(tmp_path / "folder"), str(tmp_path / "globbed" / "*.png")
+    )
+
+    assert status == 0
+    names = [
+        str(single),
+        *(str(tmp_path / f) for f in ("folder/a.png", "folder/b.png", "globbed/a.png", "globbed/c.png")),
+    ]
+    entries = json.loads((output / "detections.json").read_text())
+    assert [entry["image"] for entry in entries] == names
+    assert entries[0]["detections"][0]["box"] == [20, 30, 60, 50]
+    assert entries[0]["detections"][0]["class"] == "dark"
+    assert entries[4]["detections"] == []
+    coco = json.loads((output / "coco_results.json").read_text())
+    assert [result["image_id"] for result in coco] == [1, 2, 3, 4]
+    assert coco[0]["bbox"] == [20, 30, 40, 20]
+    assert sorted(path.name for path in (output / "overlays").iterdir()) == [
+        "a-2.png",
+        "a.png",
+        "b.png",
+        "c.png",
+        "single.png",
+    ]
+    for name in ("detections.csv", "detections.geojson"):
+        assert (output / name).is_file()
+    printed = capsys.readouterr().out
+    assert "total" in printed and "dark" in printed
+    assert f"to {output}/" in printed
+
+
+def test_predict_skips_corrupt_image_and_writes_the_rest(
+    tmp_path: Path, export_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    good = save_image(tmp_path / "good.png")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    output = tmp_path / "results"
+
+    assert predict(export_dir, output, str(broken), str(good)) == 0
+
+    assert "broken.png" in capsys.readouterr().err
+    entries = json.loads((output / "detections.json").read_text())
+    assert [entry["image"] for entry in entries] == [str(good)]
+    assert (output / "overlays" / "good.png").is_file()
+    assert not (output / "overlays" / "broken.png").exists()
+
+
+def test_predict_all_images_bad_exits_2(
+    tmp_path: Path, export_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    for name in ("one.png", "two.jpg"):
+        (tmp_path / name).write_text("not an image", encoding="utf-8")
+    output = tmp_path / "results"
+
+    assert predict(export_dir, output, str(tmp_path / "one.png"), str(tmp_path / "two.jpg")) == 2
+
+    error = capsys.readouterr().err
+    assert "one.png" in error and "two.jpg" in error and "none of the 2" in error
+    assert not (output / "detections.json").exists()
+
+
+def test_predict_min_score_filters(tmp_path: Path, export_dir: Path) -> None:
+    image = save_image(tmp_path / "both.png", grey=True)  # dark scores 0.9, grey 0.4
+
+    predict(export_dir, tmp_path / "low", "--min-score", "0.3", str(image))
+    predict(export_dir, tmp_path / "high", "--min-score", "0.5", str(image))
+
+    low = json.loads((tmp_path / "low" / "detections.json").read_text())[0]["detections"]
+    high = json.loads((tmp_path / "high" / "detections.json").read_text())[0]["detections"]
+    assert [detection["class"] for detection in low] == ["dark", "grey"]
+    assert [detection["class"] for detection in high] == ["dark"]
+
+
+def test_predict_tiled_matches_whole(tmp_path: Path, export_dir: Path) -> None:
+    image = save_image(tmp_path / "wide.png", dark=(40, 20, 70, 50))
+
+    assert predict(export_dir, tmp_path / "tiled", "--tile", "64", "--overlap", "32", str(image)) == 0
+
+    entry = json.loads((tmp_path / "tiled" / "detections.json").read_text())[0]
+    assert [detection["box"] for detection in entry["detections"]] == [[40, 20, 70, 50]]
+
+
+@pytest.mark.parametrize(
+    "inputs, message",
+    [
+        (["{tmp}/nothing-*.png"], "nothing-"),
+        (["{tmp}/absent.png"], "absent.png"),
+        (["{tmp}/empty"], "no image files"),
+    ],
+)
+def test_predict_refuses_inputs_that_name_no_image(
+    tmp_path: Path, export_dir: Path, capsys: pytest.CaptureFixture, inputs: list[str], message: str
+) -> None:
+    (tmp_path / "empty").mkdir()
+    arguments = [item.format(tmp=tmp_path) for item in inputs]
+    assert predict(export_dir, tmp_path / "results", *arguments) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_predict_refuses_overlap_not_below_tile(tmp_path: Path, export_dir: Path) -> None:
+    from cervical_tf.predict import run
+
+    parser = cli.build_parser()
+    arguments = parser.parse_args(
+        [
+            "predict",
+            "--model",
+            str(export_dir),
+            "--output",
+            str(tmp_path),
+            "--tile",
+            "64",
+            "--overlap",
+            "64",
+            "x",
+        ]
+    )
+    with pytest.raises(DataError, match="--overlap"):
+        run(arguments)
+
+
+def test_predict_missing_model_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    image = save_image(tmp_path / "image.png")
+    assert predict(tmp_path / "no-model", tmp_path / "results", str(image)) == 2
+    assert "no-model" in capsys.readouterr().err
