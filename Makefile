@@ -27,9 +27,7 @@ lint: $(STAMP)
 
 demo: $(STAMP)
 	rm -rf $(DEMO_OUTPUT)
-	$(BIN)/cervical-tf sample --out $(DEMO_OUTPUT)/sample --images 50 --seed 0
-	$(BIN)/cervical-tf convert --format sipakmed --input $(DEMO_OUTPUT)/sample --output $(DEMO_OUTPUT)/data --val 0.15 --test 0.15 --seed 0
-	$(BIN)/cervical-tf stats $(DEMO_OUTPUT)/data
+	$(BIN)/cervical-tf demo --output $(DEMO_OUTPUT)
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUTPUT) .pytest_cache .ruff_cache *.egg-info

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import sys
 from collections.abc import Sequence
 
-from cervical_tf import evaluate, predict
+from cervical_tf import demo, evaluate, export_command, predict, train_command
+from cervical_tf.serve import command as serve_command
 from tfrecords_gen import cli as data_cli
 from tfrecords_gen.records import DataError
 
@@ -19,14 +21,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     data_cli.register(verbs)
+    train_command.add_parser(verbs)
+    export_command.add_parser(verbs)
     predict.add_parser(verbs)
     evaluate.add_parser(verbs)
+    serve_command.add_parser(verbs)
+    demo.add_parser(verbs)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one verb; bad input exits with status 2 and a message naming the file and the fix."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--alsologtostderr" not in argv:
+        # Set before anything imports TensorFlow: its C++ logging reads this once, at import.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     _suggest_verb(parser, argv)
     args = parser.parse_args(argv)

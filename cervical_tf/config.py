@@ -10,6 +10,7 @@ strict: a misspelt key is an error, not a silently ignored setting.
 from __future__ import annotations
 
 import glob
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +30,16 @@ class ConfigRequest:
     init_checkpoint: str | None = None
     num_train_steps: int | None = None
     eval_timeout: int | None = None  # seconds continuous evaluation waits for a new checkpoint
+    checkpoint_every_n: int | None = None
+    sample_1_of_n_eval_examples: int = 1
 
 
-def load_experiment(request: ConfigRequest):
-    """The resolved, validated and locked official.vision ExperimentConfig."""
+def load_experiment(request: ConfigRequest, extra: dict | None = None):
+    """The resolved, validated and locked official.vision ExperimentConfig.
+
+    Order: the experiment's defaults, the YAML, --data, `extra` (overrides the caller derives),
+    --params_override, then the single-value flags.
+    """
     from official.core import exp_factory
     from official.modeling import hyperparams
     from official.vision import registry_imports  # noqa: F401  (registers the experiment)
@@ -43,6 +50,8 @@ def load_experiment(request: ConfigRequest):
     params = _strict_override(hyperparams, params, str(request.pipeline_config_path), "the config file")
     if request.data_dir is not None:
         params.override(data_overrides(request.data_dir), is_strict=True)
+    if extra:
+        params.override(extra, is_strict=True)
     if request.params_override:
         params = _strict_override(hyperparams, params, request.params_override, "--params_override")
     if request.init_checkpoint is not None:
@@ -51,6 +60,11 @@ def load_experiment(request: ConfigRequest):
         params.override({"trainer": {"train_steps": request.num_train_steps}}, is_strict=True)
     if request.eval_timeout is not None:
         params.override({"trainer": {"continuous_eval_timeout": request.eval_timeout}}, is_strict=True)
+    if request.checkpoint_every_n is not None:
+        params.override({"trainer": {"checkpoint_interval": request.checkpoint_every_n}}, is_strict=True)
+    if request.sample_1_of_n_eval_examples > 1:
+        steps = _sampled_validation_steps(params, request.sample_1_of_n_eval_examples, request.data_dir)
+        params.override({"trainer": {"validation_steps": steps}}, is_strict=True)
     params.validate()
     params.lock()
     return params
@@ -67,18 +81,18 @@ def data_overrides(data_dir: Path) -> dict:
     train_pattern = str(data_dir / "train-*.tfrecord")
     if not glob.glob(train_pattern):
         raise DataError(f"--data {data_dir}: no train-*.tfrecord shards")
-    overrides: dict = {
-        "task": {
-            # official.vision counts the background class: ids 1..N plus 0.
-            "model": {"num_classes": len(label_map) + 1},
-            "train_data": {"input_path": train_pattern},
-        }
-    }
+    overrides: dict = class_count_override(label_map)
+    overrides["task"]["train_data"] = {"input_path": train_pattern}
     val_pattern = str(data_dir / "val-*.tfrecord")
     if glob.glob(val_pattern):
         overrides["task"]["validation_data"] = {"input_path": val_pattern}
         overrides["task"]["annotation_file"] = str(data_dir / "val_coco.json")
     return overrides
+
+
+def class_count_override(label_map: dict[str, int]) -> dict:
+    """num_classes for a label map: official.vision counts the background class, ids 1..N plus 0."""
+    return {"task": {"model": {"num_classes": max(label_map.values()) + 1}}}
 
 
 def label_map_for(params, data_dir: Path | None) -> Path:
@@ -94,6 +108,16 @@ def label_map_for(params, data_dir: Path | None) -> Path:
         "no label_map.pbtxt found beside the training data; "
         "pass --data with the folder written by `cervical-tf convert`"
     )
+
+
+def _sampled_validation_steps(params, every_n: int, data_dir: Path | None) -> int:
+    """validation_steps covering 1/N of the validation images, counted from --data's statistics."""
+    from tfrecords_gen.stats import load_stats
+
+    if data_dir is None:
+        raise DataError("--sample_1_of_n_eval_examples needs --data to count the validation images")
+    images = load_stats(data_dir)["splits"].get("val", {}).get("images", 0)
+    return max(1, math.ceil(images / every_n / params.task.validation_data.global_batch_size))
 
 
 def _strict_override(hyperparams, params, source: str, what: str):

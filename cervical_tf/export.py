@@ -16,16 +16,8 @@ from pathlib import Path
 import tensorflow as tf
 from official.vision.serving import detection, export_saved_model_lib
 
+from cervical_tf.signature import INPUT_NAME, INPUT_TYPES, SIGNATURE
 from tfrecords_gen.records import DataError
-
-# OD API --input_type -> official.vision export function key.
-INPUT_TYPES = {
-    "image_tensor": "image_tensor",
-    "encoded_image_string_tensor": "image_bytes",
-    "tf_example": "tf_example",
-}
-INPUT_NAME = "input_tensor"
-SIGNATURE = "serving_default"
 
 
 class OdApiDetectionModule(detection.DetectionModule):

@@ -74,19 +74,21 @@ def render_overlay(
 def write_detections_json(path: Path, detections_list: Sequence[Detections]) -> None:
     """`[{"image", "width", "height", "detections": [{"box": [xmin, ymin, xmax, ymax], "class",
     "class_id", "score"}]}]`, one entry per image in order; boxes in original pixels."""
-    entries = [
-        {
-            "image": detections.image,
-            "width": detections.width,
-            "height": detections.height,
-            "detections": [
-                {"box": _box(box), "class": label, "class_id": int(class_id), "score": _score(score)}
-                for box, label, class_id, score in _rows(detections)
-            ],
-        }
-        for detections in detections_list
-    ]
+    entries = [image_entry(detections) for detections in detections_list]
     _write_text(Path(path), json.dumps(entries, indent=1))
+
+
+def image_entry(detections: Detections) -> dict:
+    """One image's entry of detections.json (also the core of the server's /v1/detect answer)."""
+    return {
+        "image": detections.image,
+        "width": detections.width,
+        "height": detections.height,
+        "detections": [
+            {"box": _box(box), "class": label, "class_id": int(class_id), "score": _score(score)}
+            for box, label, class_id, score in _rows(detections)
+        ],
+    }
 
 
 def write_detections_csv(path: Path, detections_list: Sequence[Detections]) -> None:
@@ -112,7 +114,12 @@ def write_detections_csv(path: Path, detections_list: Sequence[Detections]) -> N
 
 
 def write_geojson(path: Path, detections_list: Sequence[Detections]) -> None:
-    """A QuPath-importable FeatureCollection, one Feature per detection.
+    """A QuPath-importable FeatureCollection, one Feature per detection (see `geojson_collection`)."""
+    _write_text(Path(path), json.dumps(geojson_collection(detections_list)))
+
+
+def geojson_collection(detections_list: Sequence[Detections]) -> dict:
+    """A QuPath-importable FeatureCollection, one Feature per detection (the file and the server's).
 
     Geometry: the box as a closed Polygon ring (5 points) in pixel coordinates. Properties:
     `objectType` "detection", `classification` {name, color [r, g, b]}, `measurements` {score},
@@ -133,7 +140,7 @@ def write_geojson(path: Path, detections_list: Sequence[Detections]) -> None:
         for detections in detections_list
         for box, label, class_id, score in _rows(detections)
     ]
-    _write_text(Path(path), json.dumps({"type": "FeatureCollection", "features": features}))
+    return {"type": "FeatureCollection", "features": features}
 
 
 def write_coco_results(path: Path, detections_list: Sequence[Detections], image_ids: dict[str, int]) -> None:

@@ -33,14 +33,12 @@ import tensorflow as tf
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cervical_tf.detections import Detections, boxes_from_normalized
+from cervical_tf.signature import INPUT_NAME, OUTPUT_NAMES, SIGNATURE
 from tfrecords_gen.label_map import read_label_map
 from tfrecords_gen.records import DataError
 
 IOU_THRESHOLD = 0.5
 CONTAINMENT_THRESHOLD = 0.7
-SIGNATURE = "serving_default"
-INPUT_NAME = "input_tensor"
-OUTPUT_NAMES = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
 
 
 @dataclass(frozen=True)
@@ -165,6 +163,50 @@ class Predictor:
                 f"{self.source}: the model returned class id(s) {unknown}, which label_map.pbtxt does not "
                 f"define (it has ids {sorted(self._labels)}); export the model again with its label map"
             )
+
+    def run_signature(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Call `serving_default` as it is, for the server's TF Serving predict API.
+
+        inputs: every input name of `signature_metadata()` -> an array of that dtype (strings:
+        bytes in an object array) and a compatible shape, batch dimension included. Returns
+        output name -> numpy array exactly as the SavedModel computed it (no conversion, no
+        filtering). DataError when the names, dtypes or shapes do not fit the signature.
+        """
+        specs = self._serve.structured_input_signature[1]
+        if set(inputs) != set(specs):
+            raise DataError(f"{self.source}: expected inputs {sorted(specs)}, got {sorted(inputs)}")
+        tensors = {}
+        for name, spec in specs.items():
+            value = np.asarray(inputs[name])
+            if spec.dtype == tf.string:
+                fits = value.dtype.kind in "OSU"
+            else:
+                fits = value.dtype == spec.dtype.as_numpy_dtype
+            if not fits or not spec.shape.is_compatible_with(value.shape):
+                raise DataError(
+                    f"{self.source}: input {name!r} must be {spec.dtype.name} {spec.shape}, "
+                    f"got {value.dtype} {list(value.shape)}"
+                )
+            tensors[name] = tf.constant(value, dtype=spec.dtype)
+        try:
+            outputs = self._serve(**tensors)
+        except (tf.errors.OpError, ValueError, TypeError) as error:
+            raise DataError(f"{self.source}: the model refused the inputs: {error}") from error
+        return {name: tensor.numpy() for name, tensor in outputs.items()}
+
+    def signature_metadata(self) -> dict:
+        """What `run_signature` takes and returns, for the server's TF Serving metadata API.
+
+        {"inputs": {...}, "outputs": {...}}, each name -> {"dtype": TensorFlow dtype name
+        ("uint8", "float32", "string"), "shape": [int or None (any size)], "name": tensor name}.
+        """
+        inputs = self._serve.structured_input_signature[1]
+        return {
+            "inputs": {name: _spec_metadata(name, spec) for name, spec in inputs.items()},
+            "outputs": {
+                name: _spec_metadata(name, spec) for name, spec in self._serve.structured_outputs.items()
+            },
+        }
 
 
 def load_image(path: Path) -> np.ndarray:
@@ -297,6 +339,12 @@ def _check_signature(loaded: object, saved_model: Path) -> None:
             f"{saved_model}: signature {SIGNATURE!r} lacks output(s) {missing}; "
             f"it has {sorted(serve.structured_outputs)}"
         )
+
+
+def _spec_metadata(name: str, spec: tf.TensorSpec) -> dict:
+    """{"dtype", "shape", "name"} of one signature input or output (see `signature_metadata`)."""
+    shape = None if spec.shape.rank is None else spec.shape.as_list()
+    return {"dtype": spec.dtype.name, "shape": shape, "name": spec.name or name}
 
 
 def _to_8_bit(image: Image.Image) -> Image.Image:

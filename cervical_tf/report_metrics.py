@@ -95,16 +95,11 @@ def coco_metrics(
     precision = evaluation.eval["precision"]  # [IoU thresholds, recall points, classes, areas, max dets]
     recall = evaluation.eval["recall"]  # [IoU thresholds, classes, areas, max dets]
     iou_50 = int(np.argmin(np.abs(evaluation.params.iouThrs - 0.5)))
-    iou_75 = int(np.argmin(np.abs(evaluation.params.iouThrs - 0.75)))
+    per_class_by_id = per_class_metrics(evaluation)
     per_class, pr_curves = {}, {}
     for index, class_id in enumerate(evaluation.params.catIds):
         class_precision = precision[:, :, index, 0, -1]
-        per_class[labels[class_id]] = {
-            "AP": _mean_defined(class_precision),
-            "AP50": _mean_defined(class_precision[iou_50]),
-            "AP75": _mean_defined(class_precision[iou_75]),
-            "AR100": _mean_defined(recall[:, index, 0, -1]),
-        }
+        per_class[labels[class_id]] = per_class_by_id[class_id]
         if recall[iou_50, index, 0, -1] >= 0:
             reached = evaluation.params.recThrs <= recall[iou_50, index, 0, -1] + 1e-9
             pr_curves[labels[class_id]] = {
@@ -119,6 +114,28 @@ def coco_metrics(
         "per_class": per_class,
         "pr_curves": pr_curves,
     }
+
+
+def per_class_metrics(evaluation) -> dict[int, dict[str, float | None]]:
+    """Category id -> {"AP", "AP50", "AP75", "AR100"} of an accumulated pycocotools COCOeval.
+
+    Slices `eval['precision']` and `eval['recall']` at the class (area all, the largest maxDets);
+    None where the class has no ground truth (COCOeval's -1).
+    """
+    precision = evaluation.eval["precision"]  # [IoU thresholds, recall points, classes, areas, max dets]
+    recall = evaluation.eval["recall"]  # [IoU thresholds, classes, areas, max dets]
+    iou_50 = int(np.argmin(np.abs(evaluation.params.iouThrs - 0.5)))
+    iou_75 = int(np.argmin(np.abs(evaluation.params.iouThrs - 0.75)))
+    metrics = {}
+    for index, class_id in enumerate(evaluation.params.catIds):
+        class_precision = precision[:, :, index, 0, -1]
+        metrics[class_id] = {
+            "AP": _mean_defined(class_precision),
+            "AP50": _mean_defined(class_precision[iou_50]),
+            "AP75": _mean_defined(class_precision[iou_75]),
+            "AR100": _mean_defined(recall[:, index, 0, -1]),
+        }
+    return metrics
 
 
 def confusion_matrix(

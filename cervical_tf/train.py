@@ -32,8 +32,9 @@ def run(params, request: TrainRequest) -> dict:
     import orbit
     import tensorflow as tf
     from official.common import distribute_utils
-    from official.core import task_factory, train_lib, train_utils
+    from official.core import train_lib, train_utils
 
+    from cervical_tf.task import CellDetectionTask
     from cervical_tf.train_actions import MetricsCsv, ProgressLine, ValidationImages
 
     if request.mode not in MODES:
@@ -50,7 +51,7 @@ def run(params, request: TrainRequest) -> dict:
         tpu_address=params.runtime.tpu,
     )
     with strategy.scope():
-        task = task_factory.get_task(params.task, logging_dir=model_dir)
+        task = CellDetectionTask(params.task, logging_dir=model_dir)
     label_map = read_label_map(request.label_map_path) if request.label_map_path else {}
     names = {class_id: name for name, class_id in label_map.items()}
 

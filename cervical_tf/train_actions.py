@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -21,10 +20,9 @@ SUMMARY_METRICS = ("AP", "AP50", "AP75", "ARmax100")
 class ProgressLine:
     """Prints `step N/M  loss L  S steps/s  ETA` after every training loop (steps_per_loop steps)."""
 
-    def __init__(self, total_steps: int, current_step: Callable[[], int], stream=sys.stdout) -> None:
+    def __init__(self, total_steps: int, current_step: Callable[[], int]) -> None:
         self._total_steps = total_steps
         self._current_step = current_step
-        self._stream = stream
         self._last: tuple[float, int] | None = None
 
     def __call__(self, output: Mapping[str, object]) -> None:
@@ -36,7 +34,7 @@ class ProgressLine:
             remaining = max(0, self._total_steps - step) / steps_per_second
             line += f"  {steps_per_second:.2f} steps/s  ETA {_duration(remaining)}"
         self._last = (now, step)
-        print(line, file=self._stream, flush=True)
+        print(line, flush=True)
 
 
 class MetricsCsv:

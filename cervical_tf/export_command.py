@@ -1,0 +1,75 @@
+"""`cervical-tf export` (= `python -m cervical_tf.exporter_main_v2`): the OD API exporter's flags."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cervical_tf.signature import INPUT_TYPES
+from tfrecords_gen.label_map import read_label_map
+from tfrecords_gen.records import DataError
+
+
+def add_parser(verbs: argparse._SubParsersAction) -> None:
+    parser = verbs.add_parser(
+        "export",
+        help="export a trained checkpoint as a SavedModel (TF OD API signature)",
+        description="Write OUTPUT/saved_model (serving_default: input_tensor uint8 [1,H,W,3] -> "
+        "detection_boxes normalized [ymin,xmin,ymax,xmax] of the original image, detection_scores, "
+        "detection_classes, num_detections), OUTPUT/checkpoint, OUTPUT/params.yaml, OUTPUT/label_map.pbtxt.",
+    )
+    add_exporter_flags(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_exporter_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of the OD API's exporter_main_v2.py, plus --data and --params_override."""
+    parser.add_argument(
+        "--pipeline_config_path", type=Path, required=True, help="the experiment YAML trained"
+    )
+    parser.add_argument(
+        "--trained_checkpoint_dir",
+        type=Path,
+        required=True,
+        help="the training --model_dir (its latest checkpoint is exported)",
+    )
+    parser.add_argument("--output_directory", type=Path, required=True, help="e.g. exported_models/NAME")
+    parser.add_argument("--input_type", choices=tuple(INPUT_TYPES), default="image_tensor")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="the converted folder trained on (label map); default: the label map training "
+        "copied into --trained_checkpoint_dir",
+    )
+    parser.add_argument("--params_override", help="as for train, if training used one")
+    parser.add_argument("--alsologtostderr", action="store_true")
+
+
+def run(args: argparse.Namespace) -> None:
+    from cervical_tf.train_command import quiet_logs
+
+    quiet_logs(args.alsologtostderr)
+    from cervical_tf.config import ConfigRequest, class_count_override, load_experiment
+    from cervical_tf.export import ExportRequest, export
+
+    label_map_path = _label_map(args.data, args.trained_checkpoint_dir)
+    params = load_experiment(
+        ConfigRequest(args.pipeline_config_path, params_override=args.params_override),
+        extra=class_count_override(read_label_map(label_map_path)),
+    )
+    output = export(
+        params,
+        ExportRequest(args.trained_checkpoint_dir, args.output_directory, label_map_path, args.input_type),
+    )
+    print(
+        f"wrote {output}/saved_model (signature serving_default, input {args.input_type}), "
+        f"{output}/checkpoint, {output}/params.yaml, {output}/label_map.pbtxt"
+    )
+
+
+def _label_map(data_dir: Path | None, checkpoint_dir: Path) -> Path:
+    candidates = [data_dir / "label_map.pbtxt"] if data_dir else [checkpoint_dir / "label_map.pbtxt"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise DataError(f"{candidates[0]}: not found; pass --data with the folder `cervical-tf convert` wrote")

@@ -1,0 +1,282 @@
+"""The FastAPI app: TF Serving's REST API, /v1/detect for the web viewer, health checks, the viewer.
+
+The models are loaded (and run once, so the first request pays no tracing) in `create_app`, before
+the server opens its port: a bad export stops `cervical-tf serve` with a message, never a half-up
+server. Models run through `Predictor` only, as in `cervical-tf predict`, in `ModelSlots`' worker
+threads. Every refusal is `{"error": message}` with a 4xx status; anything unexpected is a 500
+`{"error": ...}` logged with its traceback, and the server carries on. One log line per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from starlette.exceptions import HTTPException
+
+from cervical_tf import outputs
+from cervical_tf.detections import Detections
+from cervical_tf.evaluate import abnormal_classes
+from cervical_tf.predictor import Predictor, validate_options
+from cervical_tf.serve import tf_serving
+from cervical_tf.serve.limits import (
+    ModelSlots,
+    RequestError,
+    ServeLimits,
+    check_image,
+    decode_image,
+    read_body,
+    read_upload,
+)
+from tfrecords_gen.records import DataError
+
+logger = logging.getLogger("cervical_tf.serve")
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+DETECT_FORMATS = ("json", "geojson")
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A loaded model and what the endpoints say about it: its signature and abnormal classes."""
+
+    name: str
+    predictor: Predictor
+    signature: dict
+    abnormal: frozenset[str]
+    chosen_by: str
+
+
+def create_app(models: dict[str, Path], limits: ServeLimits, abnormal: str | None) -> FastAPI:
+    """The app serving `models` (name -> export folder; the first is /v1/detect's default).
+
+    `abnormal`: --abnormal NAME,... (checked against every model's label map) or None for each
+    label map's default. Sets Pillow's process-wide pixel limit to `limits.max_image_pixels`.
+    DataError when a model is not a valid export.
+    """
+    if not models:
+        raise DataError("serve: no model given (--model EXPORT_DIR)")
+    Image.MAX_IMAGE_PIXELS = limits.max_image_pixels
+    served = load_models(models, abnormal)
+    slots = ModelSlots(limits.max_concurrent, limits.request_timeout_s)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        slots.close()
+
+    app = FastAPI(title="cervical-tf serve", lifespan=lifespan)
+    _add_error_handling(app)
+
+    def model(name: str, version: str | None = None) -> ServedModel:
+        if name not in served or version not in (None, tf_serving.MODEL_VERSION):
+            wanted = f"Latest({name})" if version is None else f"Specific({name}, {version})"
+            raise RequestError(404, f"Servable not found for request: {wanted}")
+        return served[name]
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        missing = [name for name in models if name not in served]
+        if missing:
+            return JSONResponse({"error": f"model(s) not loaded: {', '.join(missing)}"}, status_code=503)
+        return JSONResponse({"status": "ready", "models": list(served)})
+
+    @app.get("/v1/models/{name}")
+    @app.get("/v1/models/{name}/versions/{version}")
+    async def model_status(name: str, version: str | None = None) -> dict:
+        model(name, version)
+        return tf_serving.status_response()
+
+    @app.get("/v1/models/{name}/metadata")
+    @app.get("/v1/models/{name}/versions/{version}/metadata")
+    async def model_metadata(name: str, version: str | None = None) -> dict:
+        return tf_serving.metadata_response(name, model(name, version).signature)
+
+    @app.post("/v1/models/{name}:predict")
+    @app.post("/v1/models/{name}/versions/{version}:predict")
+    async def predict(request: Request, name: str, version: str | None = None) -> JSONResponse:
+        chosen = model(name, version)
+        body = await read_body(request, limits.max_upload_bytes)
+        parsed = await asyncio.to_thread(tf_serving.parse_predict_request, body, chosen.signature)
+
+        def run_all() -> list[dict[str, np.ndarray]]:
+            try:
+                return [chosen.predictor.run_signature(inputs) for inputs in parsed.runs]
+            except DataError as error:
+                raise RequestError(400, str(error)) from error
+
+        return JSONResponse(tf_serving.predict_response(parsed, await slots.run(run_all)))
+
+    @app.post("/v1/detect")
+    @app.post("/v1/models/{name}/detect")
+    async def detect(
+        request: Request,
+        name: str | None = None,
+        model_name: str | None = Query(None, alias="model"),
+        min_score: float = 0.05,
+        tile: int | None = None,
+        overlap: int = 128,
+        max_detections: int = 100,
+        output_format: str = Query("json", alias="format"),
+    ) -> JSONResponse:
+        chosen = model(name or model_name or next(iter(served)))
+        if output_format not in DETECT_FORMATS:
+            raise RequestError(
+                400, f"format must be one of {', '.join(DETECT_FORMATS)}, got {output_format!r}"
+            )
+        try:
+            validate_options(tile, overlap, max_detections, min_score)
+        except DataError as error:  # its message names the CLI flags: name the query parameters
+            message = str(error)
+            for flag in ("min-score", "max-detections", "tile", "overlap"):
+                message = message.replace(f"--{flag}", flag.replace("-", "_"))
+            raise RequestError(400, message) from error
+        filename, data = await read_upload(request, limits.max_upload_bytes)
+        check_image(data, filename, limits)
+
+        def run_model() -> Detections:
+            image = decode_image(data, filename)
+            return chosen.predictor.predict(
+                image,
+                filename,
+                tile=tile,
+                overlap=overlap,
+                max_detections=max_detections,
+                min_score=min_score,
+            )
+
+        detections = await slots.run(run_model)
+        if output_format == "geojson":
+            collection = outputs.geojson_collection([detections])
+            return JSONResponse(collection, media_type="application/geo+json")
+        return JSONResponse(detect_response(detections, chosen, min_score))
+
+    @app.get("/", include_in_schema=False)
+    async def viewer() -> Response:
+        index = STATIC_DIR / "index.html"
+        if not index.is_file():
+            raise RequestError(404, f"the web viewer is not installed ({index} is missing); the API works")
+        return FileResponse(index)
+
+    if STATIC_DIR.is_dir():
+        app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    else:
+        logger.warning("no web viewer: %s does not exist; serving the API only", STATIC_DIR)
+    return app
+
+
+def load_models(models: dict[str, Path], abnormal: str | None) -> dict[str, ServedModel]:
+    """Load and warm up every export once; DataError naming the model that fails."""
+    served = {}
+    for name, path in models.items():
+        predictor = Predictor.load(Path(path))
+        try:
+            classes, chosen_by = abnormal_classes(abnormal, predictor.labels)
+        except DataError as error:
+            raise DataError(f"model {name} ({path}): {error}") from error
+        started = time.perf_counter()
+        predictor.predict(np.zeros((64, 64, 3), dtype=np.uint8), "warm-up")
+        served[name] = ServedModel(
+            name, predictor, predictor.signature_metadata(), frozenset(classes), chosen_by
+        )
+        logger.info(
+            "model %s loaded from %s: classes %s, abnormal %s (%s); warm-up %.0f ms",
+            name,
+            path,
+            list(predictor.labels.values()),
+            sorted(classes),
+            chosen_by,
+            (time.perf_counter() - started) * 1000,
+        )
+    return served
+
+
+def detect_response(detections: Detections, model: ServedModel, min_score: float) -> dict:
+    """/v1/detect's JSON, the shape the web viewer reads (see the README's `serve` section).
+
+    Boxes are original-image pixels [xmin, ymin, xmax, ymax]; `counts` has every class of the
+    label map; `abnormal_first` indexes the abnormal detections, highest score first.
+    """
+    entry = outputs.image_entry(detections)
+    flags = [label in model.abnormal for label in detections.labels]
+    for item, flag in zip(entry["detections"], flags, strict=True):
+        item["abnormal"] = flag
+    classes = [model.predictor.labels[class_id] for class_id in sorted(model.predictor.labels)]
+    counts = dict.fromkeys(classes, 0)
+    for label in detections.labels:
+        counts[label] += 1
+    abnormal_indexes = [index for index, flag in enumerate(flags) if flag]
+    return {
+        "image": entry["image"],
+        "width": entry["width"],
+        "height": entry["height"],
+        "model": model.name,
+        "min_score": min_score,
+        "detections": entry["detections"],
+        "counts": counts,
+        "abnormal": {
+            "classes": [name for name in classes if name in model.abnormal],
+            "count": len(abnormal_indexes),
+            "image_abnormal": bool(abnormal_indexes),
+            "chosen_by": model.chosen_by,
+        },
+        "colors": {
+            name: "#{:02x}{:02x}{:02x}".format(*outputs.class_color(class_id))
+            for class_id, name in sorted(model.predictor.labels.items())
+        },
+        "abnormal_first": sorted(abnormal_indexes, key=lambda index: -float(detections.scores[index])),
+    }
+
+
+def _add_error_handling(app: FastAPI) -> None:
+    """`{"error": message}` for every refusal and failure, and the one log line per request."""
+
+    @app.exception_handler(RequestError)
+    async def refused(_: Request, error: RequestError) -> JSONResponse:
+        return JSONResponse({"error": error.message}, status_code=error.status, headers=error.headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        message = f"{error.detail}: {request.method} {request.url.path}"
+        return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
+            for problem in error.errors()
+        )
+        return JSONResponse({"error": f"invalid request: {problems}"}, status_code=400)
+
+    @app.middleware("http")
+    async def log_request(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception as error:  # the last resort: answer 500 and keep serving
+            logger.exception("unexpected error on %s %s", request.method, request.url.path)
+            response = JSONResponse(
+                {"error": f"internal error: {type(error).__name__}: {error}"}, status_code=500
+            )
+        logger.info(
+            "%s %s %d %.1f ms",
+            request.method,
+            request.url.path,
+            response.status_code,
+            (time.perf_counter() - started) * 1000,
+        )
+        return response

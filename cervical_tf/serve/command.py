@@ -1,0 +1,111 @@
+"""`cervical-tf serve`: parse the flags, load the models, run uvicorn.
+
+FastAPI, uvicorn and TensorFlow are imported inside `run`, so `cervical-tf --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from pathlib import Path
+
+from tfrecords_gen.records import DataError
+
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # it becomes part of the URL
+
+
+def add_parser(verbs: argparse._SubParsersAction) -> None:
+    """Register the `serve` verb on the `cervical-tf` subparsers."""
+    parser = verbs.add_parser(
+        "serve",
+        help="serve exported models over HTTP (TF Serving's REST API) with a web viewer",
+        description=(
+            "Serve exported models: TF Serving's REST API (/v1/models/NAME, /metadata, :predict), "
+            "/v1/detect (upload an image, get detections) and the web viewer at /."
+        ),
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="[NAME=]EXPORT_DIR",
+        help="an exported model, named NAME or by its folder name; repeat for several (the first is "
+        "/v1/detect's default)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8501, help="port (default 8501, TF Serving's REST port)")
+    parser.add_argument(
+        "--max-upload-mb", type=float, default=50.0, metavar="MB", help="largest request body (default 50)"
+    )
+    parser.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=100_000_000,
+        metavar="N",
+        help="largest image, width x height, checked before decoding (default 100000000)",
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds a request waits for a free model slot before a 503 (default 60)",
+    )
+    parser.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=1,
+        metavar="N",
+        help="model calls running at once (default 1: one call already uses every core)",
+    )
+    parser.add_argument(
+        "--abnormal",
+        default=None,
+        metavar="NAME,...",
+        help="abnormal class names (default: Koilocytotic,Dyskeratotic for SIPaKMeD, "
+        "every class but NILM for Bethesda)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Load every model (DataError if one is not a valid export), then serve until interrupted."""
+    from cervical_tf.serve.limits import MEGABYTE, ServeLimits
+
+    models = parse_models(args.model)
+    limits = ServeLimits(
+        max_upload_bytes=round(args.max_upload_mb * MEGABYTE),
+        max_image_pixels=args.max_image_pixels,
+        request_timeout_s=args.request_timeout,
+        max_concurrent=args.max_concurrent,
+    )
+    # The flags are checked; now the heavy imports (TensorFlow comes with the app).
+    import uvicorn
+
+    from cervical_tf.serve.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(models, limits, args.abnormal)
+    for name, path in models.items():
+        print(f"serving {name} ({path}) at http://{args.host}:{args.port}/v1/models/{name}", flush=True)
+    print(f"web viewer: http://{args.host}:{args.port}/", flush=True)
+    # access_log off: the app logs one line per request itself, with its latency.
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
+
+
+def parse_models(items: list[str]) -> dict[str, Path]:
+    """--model values -> {name: export folder}; `NAME=PATH` or `PATH` (named by its folder name)."""
+    models: dict[str, Path] = {}
+    for item in items:
+        name, separator, path_text = item.partition("=")
+        if not separator or not MODEL_NAME.match(name):
+            name, path_text = Path(item).resolve().name, item
+        if not MODEL_NAME.match(name):
+            raise DataError(
+                f"--model {item}: name {name!r} must be letters, digits, '.', '_' or '-'; use NAME=PATH"
+            )
+        if name in models:
+            raise DataError(f"--model {item}: the name {name!r} is given twice; name them with NAME=PATH")
+        models[name] = Path(path_text)
+    return models

@@ -1,0 +1,123 @@
+"""`cervical-tf train` (= `python -m cervical_tf.model_main_tf2`): the TF OD API's model_main_tf2 flags.
+
+Without --checkpoint_dir it trains (resuming from the latest checkpoint in --model_dir) and, when
+the config has validation data, evaluates at the config's validation_interval. With
+--checkpoint_dir it evaluates each checkpoint that appears there, writing results to --model_dir,
+until --eval_timeout seconds pass without a new one or the last training step is evaluated.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tfrecords_gen.records import DataError
+
+
+def add_parser(verbs: argparse._SubParsersAction) -> None:
+    parser = verbs.add_parser(
+        "train",
+        help="train (and evaluate) a Faster R-CNN config on official.vision",
+        description="Train a pipeline_configs/*.yaml experiment; resumes from the latest checkpoint in "
+        "--model_dir. Watch it with `tensorboard --logdir MODEL_DIR`.",
+    )
+    add_model_main_flags(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_model_main_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of the OD API's model_main_tf2.py, plus --data, --params_override, --init_checkpoint."""
+    parser.add_argument("--pipeline_config_path", type=Path, required=True, help="experiment YAML")
+    parser.add_argument(
+        "--model_dir", type=Path, required=True, help="checkpoints, params.yaml, TensorBoard logs"
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="folder written by `cervical-tf convert`: sets the "
+        "train/val files, COCO ground truth and num_classes",
+    )
+    parser.add_argument("--num_train_steps", type=int, help="overrides trainer.train_steps")
+    parser.add_argument("--checkpoint_every_n", type=int, help="overrides trainer.checkpoint_interval")
+    parser.add_argument(
+        "--checkpoint_dir", type=Path, help="evaluate the checkpoints written to this folder as they appear"
+    )
+    parser.add_argument(
+        "--eval_timeout",
+        type=int,
+        default=3600,
+        help="with --checkpoint_dir: seconds to wait for a new checkpoint (3600)",
+    )
+    parser.add_argument(
+        "--sample_1_of_n_eval_examples",
+        type=int,
+        default=1,
+        help="evaluate 1/N of the validation examples (the first ones: official.vision's "
+        "input pipeline cannot skip; its COCO evaluator scores only the evaluated images)",
+    )
+    parser.add_argument("--params_override", help="YAML/JSON text, a YAML file, or dotted 'a.b=1,c.d=x'")
+    parser.add_argument(
+        "--init_checkpoint", help="checkpoint to initialise from (e.g. an ImageNet ResNet-50)"
+    )
+    parser.add_argument(
+        "--alsologtostderr",
+        action="store_true",
+        help="also show official.vision's and TensorFlow's own log lines",
+    )
+    parser.add_argument(
+        "--validation_images",
+        type=int,
+        default=3,
+        help="validation images drawn in TensorBoard at each evaluation (3)",
+    )
+
+
+def run(args: argparse.Namespace) -> None:
+    quiet_logs(args.alsologtostderr)
+    from cervical_tf import train
+    from cervical_tf.config import ConfigRequest, label_map_for, load_experiment
+
+    params = load_experiment(
+        ConfigRequest(
+            pipeline_config_path=args.pipeline_config_path,
+            data_dir=args.data,
+            params_override=args.params_override,
+            init_checkpoint=args.init_checkpoint,
+            num_train_steps=args.num_train_steps,
+            eval_timeout=args.eval_timeout if args.checkpoint_dir else None,
+            checkpoint_every_n=args.checkpoint_every_n,
+            sample_1_of_n_eval_examples=args.sample_1_of_n_eval_examples,
+        )
+    )
+    has_validation = bool(params.task.validation_data.input_path)
+    if args.checkpoint_dir:
+        if not has_validation:
+            raise DataError("--checkpoint_dir evaluates checkpoints, but the config has no validation data")
+        mode = "continuous_eval"
+    else:
+        mode = "train_and_eval" if has_validation else "train"
+    logs = train.run(
+        params,
+        train.TrainRequest(
+            args.model_dir,
+            mode,
+            args.checkpoint_dir,
+            label_map_for(params, args.data),
+            args.validation_images,
+        ),
+    )
+    print(f"model directory: {args.model_dir}  (tensorboard --logdir {args.model_dir})")
+    if logs:
+        print(
+            "last evaluation: "
+            + "  ".join(f"{key} {float(logs[key]):.3f}" for key in ("AP", "AP50") if key in logs)
+        )
+
+
+def quiet_logs(verbose: bool) -> None:
+    """official.vision logs through absl at every step; users see our progress line instead."""
+    from absl import logging
+
+    logging.set_verbosity(logging.INFO if verbose else logging.WARNING)
+    if verbose:
+        logging.set_stderrthreshold(logging.INFO)

@@ -1,0 +1,75 @@
+"""Configs: every recipe loads strictly on official.vision's experiment; --data and flags fill it in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cervical_tf.config import ConfigRequest, load_experiment
+from tfrecords_gen.records import DataError
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "pipeline_configs").glob("*.yaml"))
+DEMO = next(path for path in CONFIGS if "demo" in path.name)
+
+
+def converted(folder: Path, labels: tuple[str, ...] = ("a", "b", "c")) -> Path:
+    folder.mkdir()
+    (folder / "label_map.pbtxt").write_text(
+        "".join(f"item {{\n  id: {index}\n  name: '{label}'\n}}\n" for index, label in enumerate(labels, 1))
+    )
+    (folder / "train-00000-of-00001.tfrecord").write_bytes(b"")
+    (folder / "val-00000-of-00001.tfrecord").write_bytes(b"")
+    return folder
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[path.name for path in CONFIGS])
+def test_config_every_recipe_loads_and_validates(path: Path) -> None:
+    params = load_experiment(ConfigRequest(path))
+    assert params.task.model.include_mask is False  # Faster R-CNN, not Mask R-CNN
+    assert params.task.init_checkpoint == ""  # nothing is downloaded: users pass a checkpoint path
+    assert params.task.model.num_classes == 6
+
+
+def test_config_data_sets_paths_and_counts_background(tmp_path: Path) -> None:
+    data = converted(tmp_path / "data")
+    params = load_experiment(ConfigRequest(DEMO, data_dir=data))
+    assert params.task.model.num_classes == 4  # 3 classes + background
+    assert params.task.train_data.input_path == str(data / "train-*.tfrecord")
+    assert params.task.validation_data.input_path == str(data / "val-*.tfrecord")
+    assert params.task.annotation_file == str(data / "val_coco.json")
+
+
+def test_config_flags_override_after_the_yaml(tmp_path: Path) -> None:
+    params = load_experiment(
+        ConfigRequest(
+            DEMO,
+            params_override="trainer.train_steps=7,task.train_data.global_batch_size=4",
+            init_checkpoint="/weights/ckpt-1",
+            checkpoint_every_n=3,
+        )
+    )
+    assert (params.trainer.train_steps, params.task.train_data.global_batch_size) == (7, 4)
+    assert params.task.init_checkpoint == "/weights/ckpt-1"
+    assert params.trainer.checkpoint_interval == 3
+    assert load_experiment(ConfigRequest(DEMO, num_train_steps=9)).trainer.train_steps == 9
+
+
+def test_config_misspelt_override_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="--params_override"):
+        load_experiment(ConfigRequest(DEMO, params_override="trainer.train_stepz=7"))
+
+
+def test_config_missing_inputs_say_what_is_expected(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such file"):
+        load_experiment(ConfigRequest(tmp_path / "nope.yaml"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"no label_map\.pbtxt"):
+        load_experiment(ConfigRequest(DEMO, data_dir=tmp_path / "empty"))
+
+
+def test_config_sampled_evaluation_covers_a_fraction_of_validation(tmp_path: Path) -> None:
+    data = converted(tmp_path / "data")
+    (data / "dataset_stats.json").write_text('{"splits": {"val": {"images": 20}}}')
+    params = load_experiment(ConfigRequest(DEMO, data_dir=data, sample_1_of_n_eval_examples=5))
+    assert params.trainer.validation_steps == 2  # 20 images / 5 / batch 2

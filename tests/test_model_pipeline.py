@@ -1,0 +1,236 @@
+"""End to end on a tiny generated sample: train -> checkpoint -> resume -> export -> clean load -> predict.
+
+Training runs a few steps only: these tests check the mechanics (resume, outputs, signatures,
+TensorBoard content), not accuracy, which `make demo` and bench/ measure.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+from cervical_tf.cli import main
+from tfrecords_gen.sample import SampleSpec, generate_sample
+
+CONFIG = Path(__file__).resolve().parents[1] / "pipeline_configs" / "faster_rcnn_resnet18_fpn_512_demo.yaml"
+# Shrinks the demo recipe so that a step takes a fraction of a second.
+TINY = json.dumps(
+    {
+        "task": {
+            "model": {"input_size": [256, 256, 3]},
+            "train_data": {"global_batch_size": 1},
+            "validation_data": {"global_batch_size": 1},
+        },
+        "trainer": {
+            "steps_per_loop": 2,
+            "summary_interval": 2,
+            "checkpoint_interval": 2,
+            "validation_interval": 2,
+        },
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("pipeline")
+    generate_sample(root / "sample", SampleSpec(images=10, width=320, height=256, seed=2), progress=False)
+    assert (
+        main(
+            [
+                "convert",
+                "--format",
+                "sipakmed",
+                "--input",
+                str(root / "sample"),
+                "--output",
+                str(root / "data"),
+                "--val",
+                "0.2",
+                "--test",
+                "0.2",
+            ]
+        )
+        == 0
+    )
+    return {
+        "root": root,
+        "sample": root / "sample",
+        "data": root / "data",
+        "model": root / "model",
+        "export": root / "export",
+    }
+
+
+def train(workspace: dict[str, Path], steps: int) -> int:
+    return main(
+        [
+            "train",
+            "--pipeline_config_path",
+            str(CONFIG),
+            "--model_dir",
+            str(workspace["model"]),
+            "--data",
+            str(workspace["data"]),
+            "--num_train_steps",
+            str(steps),
+            "--params_override",
+            TINY,
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(workspace: dict[str, Path]) -> dict[str, Path]:
+    assert train(workspace, 2) == 0
+    return workspace
+
+
+def test_train_writes_a_readable_model_directory(trained: dict[str, Path]) -> None:
+    model = trained["model"]
+    assert tf.train.latest_checkpoint(str(model)).endswith("ckpt-2")
+    assert {"params.yaml", "label_map.pbtxt", "metrics.csv"} <= {path.name for path in model.iterdir()}
+    assert "num_classes: 6" in (model / "params.yaml").read_text()
+
+
+def test_train_resumes_where_it_stopped(trained: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    capsys.readouterr()
+    assert train(trained, 4) == 0
+    printed = capsys.readouterr().out
+    assert "step 4/4" in printed and "step 2/4" not in printed  # continued from step 2, not from 0
+    assert tf.train.latest_checkpoint(str(trained["model"])).endswith("ckpt-4")
+    rows = (trained["model"] / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,AP,AP50,AP75,ARmax100")
+    assert [row.split(",")[0] for row in rows[1:]] == ["2", "4"]
+    validation_classes = json.loads((trained["data"] / "dataset_stats.json").read_text())["splits"]["val"][
+        "classes"
+    ]
+    assert all(f"{name} AP50" in rows[0] for name in validation_classes)  # per-class AP, by name
+
+
+def test_tensorboard_has_losses_metrics_and_validation_images(trained: dict[str, Path]) -> None:
+    def tags(folder: Path) -> set[str]:
+        return {
+            value.tag
+            for events in folder.glob("events.out.tfevents.*")
+            for event in tf.compat.v1.train.summary_iterator(str(events))
+            for value in event.summary.value
+        }
+
+    assert {"total_loss", "learning_rate"} <= tags(trained["model"] / "train")
+    validation = tags(trained["model"] / "validation")
+    validation_classes = json.loads((trained["data"] / "dataset_stats.json").read_text())["splits"]["val"][
+        "classes"
+    ]
+    assert {"AP", "AP50"} | {f"Precision mAP ByCategory/{name}" for name in validation_classes} <= validation
+    assert "validation images: true | predicted" in validation
+
+
+@pytest.fixture(scope="module")
+def exported(trained: dict[str, Path]) -> Path:
+    assert (
+        main(
+            [
+                "export",
+                "--pipeline_config_path",
+                str(CONFIG),
+                "--trained_checkpoint_dir",
+                str(trained["model"]),
+                "--output_directory",
+                str(trained["export"]),
+                "--params_override",
+                TINY,
+            ]
+        )
+        == 0
+    )
+    return trained["export"]
+
+
+def test_export_writes_the_od_api_layout(exported: Path) -> None:
+    assert {"saved_model", "checkpoint", "params.yaml", "label_map.pbtxt"} <= {
+        path.name for path in exported.iterdir()
+    }
+
+
+def test_export_loads_in_a_process_that_never_imported_the_project(exported: Path, tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        import numpy as np, tensorflow as tf
+        model = tf.saved_model.load({str(exported / "saved_model")!r})
+        serve = model.signatures["serving_default"]
+        specs = serve.structured_input_signature[1]
+        inputs = {{k: [v.dtype.name, v.shape.as_list()] for k, v in specs.items()}}
+        outputs = serve(input_tensor=tf.zeros([1, 300, 500, 3], tf.uint8))
+        assert not any(name.startswith(("cervical_tf", "tfrecords_gen")) for name in sys.modules)
+        print(json.dumps({{"inputs": inputs,
+                          "outputs": {{k: [v.dtype.name, v.shape.as_list()] for k, v in outputs.items()}},
+                          "box_range": [float(tf.reduce_min(outputs["detection_boxes"])),
+                                        float(tf.reduce_max(outputs["detection_boxes"]))]}}))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=True, timeout=300
+    )
+    facts = json.loads(result.stdout.strip().splitlines()[-1])
+    assert facts["inputs"] == {"input_tensor": ["uint8", [1, None, None, 3]]}
+    assert (
+        facts["outputs"]["detection_boxes"][0] == "float32" and facts["outputs"]["detection_boxes"][1][2] == 4
+    )
+    assert {name: spec[0] for name, spec in facts["outputs"].items()} == {
+        "detection_boxes": "float32",
+        "detection_scores": "float32",
+        "detection_classes": "float32",
+        "num_detections": "float32",
+    }
+    assert 0.0 <= facts["box_range"][0] <= facts["box_range"][1] <= 1.0
+
+
+def test_predict_and_evaluate_with_the_real_export(exported: Path, trained: dict[str, Path]) -> None:
+    images = sorted((trained["sample"] / "im_Parabasal").glob("*.bmp"))[:2]
+    results = trained["root"] / "results"
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(exported),
+                "--output",
+                str(results),
+                "--min-score",
+                "0",
+                *map(str, images),
+            ]
+        )
+        == 0
+    )
+    assert {"detections.json", "detections.csv", "detections.geojson", "coco_results.json"} <= {
+        path.name for path in results.iterdir()
+    }
+    assert len(list((results / "overlays").glob("*.png"))) == 2
+    geojson = json.loads((results / "detections.geojson").read_text())
+    assert geojson["type"] == "FeatureCollection"
+    report_dir = trained["root"] / "report"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(exported),
+                "--data",
+                str(trained["data"] / "test-*.tfrecord"),
+                "--output",
+                str(report_dir),
+            ]
+        )
+        == 0
+    )
+    report = json.loads((report_dir / "report.json").read_text())
+    assert {"AP", "AP50", "AP75", "AR100", "per_class"} <= set(report)
