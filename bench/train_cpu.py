@@ -41,7 +41,10 @@ SPEED = re.compile(r"step (\d+)/\d+ .* ([\d.]+) steps/s")
 
 
 def run(command: list[str]) -> str:
-    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    return result.stdout
 
 
 def main() -> None:
@@ -67,7 +70,10 @@ def main() -> None:
         print(f"training speed, batch 2, {args.steps} steps on the 50-image sample (last loop of 20 steps):")
         for index, (name, model) in enumerate(VARIANTS.items()):
             override = json.dumps(
-                {"task": {"model": model}, "trainer": {"steps_per_loop": 20, "validation_interval": 10**6}}
+                {
+                    "task": {"model": model},
+                    "trainer": {"steps_per_loop": 20, "summary_interval": 20, "validation_interval": 10**6},
+                }
             )
             output = run(
                 [

@@ -66,6 +66,7 @@ def load_experiment(request: ConfigRequest, extra: dict | None = None):
         steps = _sampled_validation_steps(params, request.sample_1_of_n_eval_examples, request.data_dir)
         params.override({"trainer": {"validation_steps": steps}}, is_strict=True)
     params.validate()
+    _check_loop_intervals(params)
     params.lock()
     return params
 
@@ -118,6 +119,16 @@ def _sampled_validation_steps(params, every_n: int, data_dir: Path | None) -> in
         raise DataError("--sample_1_of_n_eval_examples needs --data to count the validation images")
     images = load_stats(data_dir)["splits"].get("val", {}).get("images", 0)
     return max(1, math.ceil(images / every_n / params.task.validation_data.global_batch_size))
+
+
+def _check_loop_intervals(params) -> None:
+    """Orbit runs steps_per_loop steps between summaries: say so before training starts, not after."""
+    trainer = params.trainer
+    if trainer.summary_interval and trainer.summary_interval % trainer.steps_per_loop:
+        raise DataError(
+            f"trainer.summary_interval ({trainer.summary_interval}) must be a multiple of "
+            f"trainer.steps_per_loop ({trainer.steps_per_loop}); change one with --params_override"
+        )
 
 
 def _strict_override(hyperparams, params, source: str, what: str):

@@ -73,3 +73,12 @@ def test_config_sampled_evaluation_covers_a_fraction_of_validation(tmp_path: Pat
     (data / "dataset_stats.json").write_text('{"splits": {"val": {"images": 20}}}')
     params = load_experiment(ConfigRequest(DEMO, data_dir=data, sample_1_of_n_eval_examples=5))
     assert params.trainer.validation_steps == 2  # 20 images / 5 / batch 2
+
+
+def test_config_inconsistent_loop_intervals_are_refused_before_training() -> None:
+    with pytest.raises(
+        DataError, match=r"summary_interval \(50\) must be a multiple of trainer.steps_per_loop \(20\)"
+    ):
+        load_experiment(
+            ConfigRequest(DEMO, params_override="trainer.steps_per_loop=20,trainer.summary_interval=50")
+        )

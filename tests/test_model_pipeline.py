@@ -114,6 +114,36 @@ def test_train_resumes_where_it_stopped(trained: dict[str, Path], capsys: pytest
     assert all(f"{name} AP50" in rows[0] for name in validation_classes)  # per-class AP, by name
 
 
+def test_checkpoint_dir_evaluates_another_runs_checkpoints(trained: dict[str, Path], capsys) -> None:
+    """The OD API's --checkpoint_dir: evaluate the training run's latest checkpoint into another folder."""
+    assert train(trained, 4) == 0  # no-op when already at step 4; keeps this test independent of order
+    evaluation = trained["root"] / "evaluation"
+    assert (
+        main(
+            [
+                "train",
+                "--pipeline_config_path",
+                str(CONFIG),
+                "--model_dir",
+                str(evaluation),
+                "--checkpoint_dir",
+                str(trained["model"]),
+                "--eval_timeout",
+                "5",
+                "--data",
+                str(trained["data"]),
+                "--num_train_steps",
+                "4",
+                "--params_override",
+                TINY,
+            ]
+        )
+        == 0
+    )
+    assert [row.split(",")[0] for row in (evaluation / "metrics.csv").read_text().splitlines()[1:]] == ["4"]
+    assert not list(evaluation.glob("ckpt-*"))  # it evaluated; it did not train
+
+
 def test_tensorboard_has_losses_metrics_and_validation_images(trained: dict[str, Path]) -> None:
     def tags(folder: Path) -> set[str]:
         return {

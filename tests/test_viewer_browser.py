@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from cervical_tf.serve.process import running_server
+from tfrecords_gen.sample import SampleSpec, generate_sample
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = [
@@ -153,6 +154,26 @@ def test_viewer_count_matches_the_api_and_the_threshold_filters_live(
     assert viewer.console_errors == []
 
 
+def test_viewer_on_a_generated_sample_field(viewer: Viewer, tmp_path: Path) -> None:
+    """A field from `cervical-tf sample`: the viewer's counts equal the API's at two thresholds."""
+    generate_sample(tmp_path / "sample", SampleSpec(images=5, width=512, height=384, seed=0), progress=False)
+    fields = sorted((tmp_path / "sample").glob("im_*/*.bmp"))
+    counts = {
+        field: (
+            len(_detect(viewer.page.url, field, 0.5)["detections"]),
+            len(_detect(viewer.page.url, field, 0.3)["detections"]),
+        )
+        for field in fields
+    }
+    field = next(field for field, (high, low) in counts.items() if high != low)  # the slider must matter
+
+    viewer.open(field)
+    assert viewer.total() == counts[field][0]
+    viewer.set_threshold("0.30")
+    assert viewer.total() == counts[field][1]
+    assert viewer.console_errors == []
+
+
 def test_viewer_list_item_centres_its_cell(viewer: Viewer, squares_png: Path, tmp_path: Path) -> None:
     viewer.open(squares_png)
     viewer.set_threshold("0.30")
@@ -257,7 +278,7 @@ def _detect(page_url: str, image: Path, min_score: float) -> dict:
     answer = httpx.post(
         page_url.rstrip("/") + "/v1/detect",
         params={"min_score": min_score},
-        files={"image": (image.name, image.read_bytes(), "image/png")},
+        files={"image": (image.name, image.read_bytes())},
         timeout=30,
     )
     answer.raise_for_status()
