@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import glob
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -143,14 +144,17 @@ def resolve_images(items: list[str]) -> list[Path]:
 
 
 def overlay_names(paths: list[Path]) -> list[str]:
-    """`<stem>.png` per image; repeated stems become `<stem>-2.png`, `<stem>-3.png`, ..."""
+    """`<stem>.png` per image; a stem that several images share gets its folder's name in front
+    (`im_Parabasal_004.png`, as in SIPaKMeD's class folders), then `-2`, `-3`, ... if still shared."""
+    stems = Counter(path.stem for path in paths)
     used: set[str] = set()
     names = []
     for path in paths:
-        name, number = f"{path.stem}.png", 1
+        base = f"{path.parent.name}_{path.stem}" if stems[path.stem] > 1 else path.stem
+        name, number = f"{base}.png", 1
         while name in used:
             number += 1
-            name = f"{path.stem}-{number}.png"
+            name = f"{base}-{number}.png"
         used.add(name)
         names.append(name)
     return names

@@ -68,10 +68,10 @@ def test_predict_files_folders_and_globs(
     assert [result["image_id"] for result in coco] == [1, 2, 3, 4]
     assert coco[0]["bbox"] == [20, 30, 40, 20]
     assert sorted(path.name for path in (output / "overlays").iterdir()) == [
-        "a-2.png",
-        "a.png",
         "b.png",
         "c.png",
+        "folder_a.png",  # two images share the stem "a": their folders tell them apart
+        "globbed_a.png",
         "single.png",
     ]
     for name in ("detections.csv", "detections.geojson"):
