@@ -7,9 +7,11 @@ TensorBoard content), not accuracy, which `make demo` and bench/ measure.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -112,6 +114,49 @@ def test_train_resumes_where_it_stopped(trained: dict[str, Path], capsys: pytest
         "classes"
     ]
     assert all(f"{name} AP50" in rows[0] for name in validation_classes)  # per-class AP, by name
+
+
+def test_train_interrupted_mid_run_continues_from_its_last_checkpoint(workspace: dict[str, Path]) -> None:
+    """Stop a long run (Ctrl-C) once it has checkpointed; started again, the step counter goes on."""
+    model_dir = workspace["root"] / "interrupted"
+    command = [
+        sys.executable,
+        "-m",
+        "cervical_tf.cli",
+        "train",
+        "--pipeline_config_path",
+        str(CONFIG),
+        "--model_dir",
+        str(model_dir),
+        "--data",
+        str(workspace["data"]),
+        "--num_train_steps",
+        "1000",
+        "--params_override",
+        TINY,
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):  # up to 5 minutes for the first checkpoint (every 2 steps)
+            if tf.train.latest_checkpoint(str(model_dir)) or process.poll() is not None:
+                break
+            time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=120) == 130  # cervical-tf's exit status for an interruption
+    finally:
+        process.kill()
+    stopped_at = int(tf.train.latest_checkpoint(str(model_dir)).rsplit("-", 1)[1])
+    assert 2 <= stopped_at < 1000
+    result = subprocess.run(
+        [*command[:-4], "--num_train_steps", str(stopped_at + 2), "--params_override", TINY],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    assert f"step {stopped_at + 2}/{stopped_at + 2}" in result.stdout
+    assert f"step 2/{stopped_at + 2} " not in result.stdout  # it did not start again from step 0
+    assert tf.train.latest_checkpoint(str(model_dir)).endswith(f"ckpt-{stopped_at + 2}")
 
 
 def test_checkpoint_dir_evaluates_another_runs_checkpoints(trained: dict[str, Path], capsys) -> None:
