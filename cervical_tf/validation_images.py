@@ -9,6 +9,9 @@ import numpy as np
 from cervical_tf.detections import Detections
 from cervical_tf.outputs import render_overlay
 
+# Predictions drawn: those a user would keep (predict's default --min-score); the model returns
+# every box above 0.05, which buries the picture under low-score boxes early in training.
+MIN_SCORE_SHOWN = 0.5
 # official.vision normalizes input images with the ImageNet mean and deviation (preprocess_ops).
 _MEAN_RGB = np.array([0.485, 0.456, 0.406]) * 255
 _STDDEV_RGB = np.array([0.229, 0.224, 0.225]) * 255
@@ -17,7 +20,8 @@ _STDDEV_RGB = np.array([0.229, 0.224, 0.225]) * 255
 def side_by_side(
     images: np.ndarray, labels: Mapping[str, object], outputs: Mapping[str, np.ndarray], names: dict[int, str]
 ) -> np.ndarray:
-    """uint8 [B, H, 2W, 3]: each model input with its true boxes (left) and predictions (right).
+    """uint8 [B, H, 2W, 3]: each model input with its true boxes (left) and predictions scoring at
+    least MIN_SCORE_SHOWN (right).
 
     images: float [B, H, W, 3] normalized model inputs; labels: the task's eval labels (true boxes
     in original-image pixels, yxyx, and image_info); outputs: the model's eval outputs (boxes in
@@ -39,7 +43,7 @@ def side_by_side(
             outputs["detection_classes"][index, :predicted_count].astype(np.int32),
             image,
             names,
-        )
+        ).above(MIN_SCORE_SHOWN)
         expected = _detections(true_boxes, np.ones(true_count, np.float32), true_ids, image, names)
         panels.append(
             np.concatenate(
