@@ -8,7 +8,6 @@ while the OD API ecosystem (and TensorFlow Serving clients written for it) expec
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import tensorflow as tf
 from official.vision.serving import detection, export_saved_model_lib
 
 from cervical_tf.signature import INPUT_NAME, INPUT_TYPES, SIGNATURE
+from tfrecords_gen.atomic import atomic_folder
 from tfrecords_gen.records import DataError
 
 
@@ -52,11 +52,9 @@ def export(params, request: ExportRequest) -> Path:
     if not checkpoint_path:
         raise DataError(f"--trained_checkpoint_dir {checkpoint}: no checkpoint found (expected ckpt-N files)")
     output = request.output_directory
-    staging = output.parent / f".{output.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.parent.mkdir(parents=True, exist_ok=True)
     function_key = INPUT_TYPES[request.input_type]
-    try:
+    refusal = "exists and is not an earlier export; choose another --output_directory"
+    with atomic_folder(output, lambda folder: (folder / "saved_model").is_dir(), refusal) as staging:
         module = OdApiDetectionModule(
             params=params,
             batch_size=1,
@@ -79,21 +77,4 @@ def export(params, request: ExportRequest) -> Path:
             function_keys={function_key: SIGNATURE},
         )
         shutil.copyfile(request.label_map_path, staging / "label_map.pbtxt")
-        _replace(staging, output)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return output
-
-
-def _replace(staging: Path, output: Path) -> None:
-    """Swap the finished export in; an existing folder is replaced only if it is an earlier export."""
-    if output.exists() and any(output.iterdir()) and not (output / "saved_model").is_dir():
-        raise DataError(
-            f"--output_directory {output}: exists and is not an earlier export; choose another folder"
-        )
-    retired = output.parent / f".{output.name}.old-{os.getpid()}"
-    if output.exists():
-        os.replace(output, retired)
-    os.replace(staging, output)
-    shutil.rmtree(retired, ignore_errors=True)

@@ -234,6 +234,31 @@ def test_export_writes_the_od_api_layout(exported: Path) -> None:
     }
 
 
+def test_export_refuses_a_folder_that_is_not_an_earlier_export(trained: dict[str, Path], capsys) -> None:
+    target = trained["root"] / "user_folder"
+    target.mkdir()
+    (target / "notes.txt").write_text("keep me")
+    assert (
+        main(
+            [
+                "export",
+                "--pipeline_config_path",
+                str(CONFIG),
+                "--trained_checkpoint_dir",
+                str(trained["model"]),
+                "--output_directory",
+                str(target),
+                "--params_override",
+                TINY,
+            ]
+        )
+        == 2
+    )
+    assert "is not an earlier export" in capsys.readouterr().err
+    assert [path.name for path in target.iterdir()] == ["notes.txt"]
+    assert not [path for path in target.parent.iterdir() if path.name.startswith(".user_folder")]
+
+
 def test_export_loads_in_a_process_that_never_imported_the_project(exported: Path, tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import random
-import shutil
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tfrecords_gen.atomic import atomic_path
+from tfrecords_gen.atomic import atomic_folder, atomic_path
 from tfrecords_gen.coco_gt import coco_ground_truth, write_coco_ground_truth
 from tfrecords_gen.encode import encode_image
 from tfrecords_gen.label_map import write_label_map
 from tfrecords_gen.parallel import map_in_order
-from tfrecords_gen.records import DataError, ImageRecord, Problem
+from tfrecords_gen.records import ImageRecord, Problem
 from tfrecords_gen.split import SPLITS, write_manifest
 from tfrecords_gen.stats import dataset_stats, write_stats
 
@@ -31,6 +29,9 @@ from tfrecords_gen.stats import dataset_stats, write_stats
 SHARD_SOURCE_BYTES = 200 * 1024 * 1024
 # A folder holding these is a previous conversion that may be replaced.
 CONVERSION_MARKERS = ("dataset_stats.json", "label_map.pbtxt")
+NOT_A_CONVERSION = (
+    "exists and is not the output of an earlier `cervical-tf convert`; choose an empty or new --output folder"
+)
 
 
 @dataclass(frozen=True)
@@ -82,11 +83,7 @@ def write_dataset(
     progress: bool = True,
 ) -> WriteSummary:
     """Write all outputs for `records` split by `assignment` into `out_dir` (replaced whole)."""
-    _check_replaceable(out_dir)
-    staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with atomic_folder(out_dir, _is_previous_conversion, NOT_A_CONVERSION) as staging:
         source_ids = {name: index for index, name in enumerate(sorted(r.name for r in records), start=1)}
         views = views_for(records, assignment)
         _write_shards(staging, records, views, source_ids, label_map, seed, workers, progress)
@@ -103,10 +100,6 @@ def write_dataset(
         if views[0].subdir:  # k-fold: the top folder describes the folds themselves
             write_label_map(staging / "label_map.pbtxt", label_map)
             write_stats(staging / "dataset_stats.json", dataset_stats(_group_by_split(records, assignment)))
-        _replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     files = sorted(path for path in out_dir.rglob("*") if path.is_file())
     return WriteSummary(out_dir, files, len(records))
 
@@ -165,20 +158,6 @@ def _shard_count(records: Sequence[ImageRecord]) -> int:
     return max(1, min(len(records), math.ceil(source_bytes / SHARD_SOURCE_BYTES)))
 
 
-def _check_replaceable(out_dir: Path) -> None:
-    """Refuse to replace a folder that is not a previous conversion: it may hold the user's files."""
-    is_previous_conversion = all((out_dir / marker).exists() for marker in CONVERSION_MARKERS)
-    if out_dir.exists() and any(out_dir.iterdir()) and not is_previous_conversion:
-        raise DataError(
-            f"{out_dir}: exists and is not the output of an earlier `cervical-tf convert`; "
-            "choose an empty or new --output folder"
-        )
-
-
-def _replace(staging: Path, out_dir: Path) -> None:
-    """Swap the finished staging folder in for `out_dir` (two renames; the old one is then removed)."""
-    retired = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-    if out_dir.exists():
-        os.replace(out_dir, retired)
-    os.replace(staging, out_dir)
-    shutil.rmtree(retired, ignore_errors=True)
+def _is_previous_conversion(folder: Path) -> bool:
+    """Only convert's own output may be replaced: any other folder may hold the user's files."""
+    return all((folder / marker).exists() for marker in CONVERSION_MARKERS)
