@@ -34,6 +34,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cervical_tf.detections import Detections, boxes_from_normalized
 from cervical_tf.signature import INPUT_NAME, OUTPUT_NAMES, SIGNATURE
+from tfrecords_gen.image_files import to_8_bit
 from tfrecords_gen.label_map import read_label_map
 from tfrecords_gen.records import DataError
 
@@ -219,7 +220,7 @@ def load_image(path: Path) -> np.ndarray:
         with Image.open(path) as opened:
             opened.load()
             image = ImageOps.exif_transpose(opened)
-            return to_rgb(np.asarray(_to_8_bit(image)))
+            return to_rgb(np.asarray(to_8_bit(image)))
     except FileNotFoundError as error:
         raise DataError(f"{path}: image file not found") from error
     except (UnidentifiedImageError, Image.DecompressionBombError) as error:
@@ -345,13 +346,3 @@ def _spec_metadata(name: str, spec: tf.TensorSpec) -> dict:
     """{"dtype", "shape", "name"} of one signature input or output (see `signature_metadata`)."""
     shape = None if spec.shape.rank is None else spec.shape.as_list()
     return {"dtype": spec.dtype.name, "shape": shape, "name": spec.name or name}
-
-
-def _to_8_bit(image: Image.Image) -> Image.Image:
-    """8-bit grey or RGB; 16-bit grey is scaled by 1/257 (Pillow's convert would clip it at 255)."""
-    if image.mode.startswith("I;16") or image.mode == "I":
-        pixels = np.asarray(image, dtype=np.int64)
-        return Image.fromarray(np.clip(pixels // 257, 0, 255).astype(np.uint8), mode="L")
-    if image.mode == "F":
-        return Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8), mode="L")
-    return image.convert("L" if image.mode in ("L", "1") else "RGB")

@@ -136,3 +136,17 @@ def test_writer_refuses_to_replace_a_folder_that_is_not_a_conversion(
     with pytest.raises(DataError, match="not the output of an earlier"):
         writer.write_dataset(out, records, dict.fromkeys(("a.bmp", "b.png", "c.tif"), "train"), LABEL_MAP, 0)
     assert (out / "thesis.docx").read_text() == "precious"
+
+
+def test_writer_16_bit_grey_gets_the_pixels_prediction_sees(tmp_path: Path) -> None:
+    """Training records and `predict` scale 16-bit grey the same way (by 1/257), not clipped at 255."""
+    import io
+
+    from cervical_tf.predictor import load_image
+    from tfrecords_gen.encode import encode_image
+
+    path = tmp_path / "grey16.png"
+    Image.fromarray(np.linspace(0, 65535, 32 * 48).astype(np.uint16).reshape(32, 48)).save(path)
+    stored = np.asarray(Image.open(io.BytesIO(encode_image(path).data)).convert("RGB"))
+    assert stored.max() == 255 and stored.min() == 0  # scaled, not clipped
+    np.testing.assert_array_equal(stored, load_image(path))

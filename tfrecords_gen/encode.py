@@ -11,8 +11,9 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
+
+from tfrecords_gen.image_files import to_8_bit
 
 # Formats and pixel modes that `tf.io.decode_image(channels=3)` reads to the same pixels as Pillow.
 _PASS_THROUGH = {("PNG", "RGB"), ("PNG", "L"), ("JPEG", "RGB"), ("JPEG", "L")}
@@ -32,14 +33,7 @@ def encode_image(path: Path) -> EncodedImage:
     with Image.open(io.BytesIO(data)) as image:
         if (image.format, image.mode) in _PASS_THROUGH:
             return EncodedImage(data, "jpeg" if image.format == "JPEG" else "png")
-        converted = _to_8_bit(image)
+        converted = to_8_bit(image)
     buffer = io.BytesIO()
     converted.save(buffer, format="PNG", compress_level=_PNG_COMPRESS_LEVEL)
     return EncodedImage(buffer.getvalue(), "png")
-
-
-def _to_8_bit(image: Image.Image) -> Image.Image:
-    """8-bit RGB or grey; 16-bit grey is scaled (Pillow's convert("L") would clip it at 255)."""
-    if image.mode.startswith("I;16"):
-        return Image.fromarray((np.asarray(image, dtype=np.uint32) // 257).astype(np.uint8), mode="L")
-    return image.convert("L" if image.mode in ("L", "1") else "RGB")

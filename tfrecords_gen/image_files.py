@@ -1,9 +1,10 @@
-"""Finding image files and reading their size without decoding the pixels."""
+"""Finding image files, reading their size without decoding the pixels, and making pixels 8-bit."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from tfrecords_gen.records import DataError
@@ -30,3 +31,17 @@ def read_size(path: Path) -> tuple[int, int]:
         raise DataError(f"{path}: image file not found") from error
     except (UnidentifiedImageError, OSError) as error:
         raise DataError(f"{path}: cannot read image header: {error}") from error
+
+
+def to_8_bit(image: Image.Image) -> Image.Image:
+    """8-bit grey or RGB, the same pixels for training (TFRecords) and prediction.
+
+    16- and 32-bit integer grey is scaled by 1/257 (Pillow's convert("L") would clip it at 255);
+    float grey is clipped to 0-255; RGBA and palette images become RGB.
+    """
+    if image.mode.startswith("I;16") or image.mode == "I":
+        pixels = np.asarray(image, dtype=np.int64)
+        return Image.fromarray(np.clip(pixels // 257, 0, 255).astype(np.uint8), mode="L")
+    if image.mode == "F":
+        return Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8), mode="L")
+    return image.convert("L" if image.mode in ("L", "1") else "RGB")
