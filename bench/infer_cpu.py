@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cervical_tf.predictor import Predictor
+from cervical_tf.inference.predictor import Predictor
 
 SIZES = ((1024, 768), (2048, 1536))
 

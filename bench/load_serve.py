@@ -24,8 +24,10 @@ from urllib.parse import urlparse
 import httpx
 import numpy as np
 
-from cervical_tf.serve.process import running_server
 from tfrecords_gen.sample import SampleSpec, generate_sample
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from server_process import running_server
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 

@@ -51,7 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=60)
     args = parser.parse_args()
-    cli = [sys.executable, "-m", "cervical_tf.cli"]
+    cli = [sys.executable, "-m", "cervical_tf"]
     with tempfile.TemporaryDirectory() as folder:
         scratch = Path(folder)
         run([*cli, "sample", "--out", str(scratch / "sample"), "--images", "50"])

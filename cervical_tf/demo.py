@@ -6,13 +6,13 @@ split -> predict on the test images -> summary. Each step is the same verb a use
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from tfrecords_gen.records import DataError
+from cervical_tf.errors import DataError
 
 DEMO_CONFIG = (
     Path(__file__).resolve().parent.parent / "pipeline_configs" / "faster_rcnn_resnet18_fpn_512_demo.yaml"
@@ -23,41 +23,20 @@ DEMO_STEPS_PER_SECOND = 1.4
 AP50_TARGET = 0.5
 
 
-def add_parser(verbs: argparse._SubParsersAction) -> None:
-    parser = verbs.add_parser(
-        "demo",
-        help="run the whole job on the built-in synthetic sample",
-        description="Generate the sample, convert it, train the demo config, export, evaluate on the test "
-        "split and predict on the test images.",
-    )
-    parser.add_argument(
-        "--output", type=Path, default=Path("demo_output"), help="folder for everything (demo_output)"
-    )
-    parser.add_argument(
-        "--minutes",
-        type=float,
-        help=f"training time budget; sets the steps at {DEMO_STEPS_PER_SECOND} steps/s "
-        "(default: the demo config's 500 steps, about 6 minutes on 2 cores)",
-    )
-    parser.set_defaults(handler=run)
-
-
-def run(args: argparse.Namespace) -> None:
-    from cervical_tf.cli import main
-
+def run(out: Path, minutes: float | None, run_verb: Callable[[list[str]], int]) -> None:
+    """Run the six steps into `out` (must be empty or new); `run_verb` is `cervical-tf`'s main."""
     started = time.perf_counter()
-    out = args.output
     if out.exists() and any(out.iterdir()):
         raise DataError(
             f"--output {out}: not empty; remove it or choose another folder (the demo starts fresh)"
         )
     sample, data, model, export = out / "sample", out / "data", out / "model", out / "export"
     report, predictions = out / "report", out / "predictions"
-    steps = _training_override(args.minutes)
+    steps = _training_override(minutes)
 
     def step(title: str, *argv: str | Path) -> None:
         print(f"\n== {title}: cervical-tf {' '.join(map(str, argv))}", flush=True)
-        if main([str(value) for value in argv]) != 0:
+        if run_verb([str(value) for value in argv]) != 0:
             raise DataError(f"the demo stopped at: {title}")
 
     step("1/6 generate the synthetic sample", "sample", "--out", sample, "--images", DEMO_IMAGES, "--seed", 0)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cervical_tf.config import ConfigRequest, load_experiment
-from tfrecords_gen.records import DataError
+from cervical_tf.errors import DataError
+from cervical_tf.training.config import ConfigRequest, load_experiment
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "pipeline_configs").glob("*.yaml"))
 DEMO = next(path for path in CONFIGS if "demo" in path.name)

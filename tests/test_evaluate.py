@@ -11,11 +11,15 @@ import pytest
 from fake_export import write_fake_export
 from PIL import Image
 
-from cervical_tf import evaluate
-from cervical_tf.detections import Detections
-from cervical_tf.ground_truth import GroundTruthImage, open_ground_truth
+from cervical_tf.cli import evaluate as evaluate_cli
+from cervical_tf.errors import DataError
+from cervical_tf.evaluation import evaluate
+from cervical_tf.evaluation import report as report_files
+from cervical_tf.evaluation.ground_truth import GroundTruthImage, open_ground_truth
+from cervical_tf.inference.abnormal import abnormal_classes
+from cervical_tf.inference.detections import Detections
 from tfrecords_gen import writer
-from tfrecords_gen.records import Box, DataError, ImageRecord
+from tfrecords_gen.records import Box, ImageRecord
 
 REPORT_KEYS = {
     "images",
@@ -91,7 +95,7 @@ def test_evaluate_detections_without_abnormal_classes_says_so(bethesda_case: tup
     assert report["abnormal"] == {
         "classes": [], "chosen_by": "no abnormal classes: pass --abnormal", "image_level": None, "froc": None
     }  # fmt: skip
-    markdown = evaluate.render_markdown(report)
+    markdown = report_files.render_markdown(report)
     assert "Not computed: no abnormal classes: pass --abnormal" in markdown
 
 
@@ -103,7 +107,7 @@ def test_evaluate_detections_refuses_detections_of_other_images(bethesda_case: t
 
 def test_write_report_names_every_class_and_links_valid_pngs(bethesda_case: tuple, tmp_path: Path) -> None:
     report = evaluate.evaluate_detections(*bethesda_case, LABELS, {"LSIL", "HSIL"}, min_score=0.5)
-    written = evaluate.write_report(report, tmp_path / "report")
+    written = report_files.write_report(report, tmp_path / "report")
     assert [path.name for path in written] == [
         "report.json",
         "report.md",
@@ -125,10 +129,10 @@ def test_write_report_names_every_class_and_links_valid_pngs(bethesda_case: tupl
 
 
 def test_abnormal_classes_checks_names_and_suggests_the_close_one() -> None:
-    assert evaluate.abnormal_classes("LSIL, HSIL", LABELS) == ({"LSIL", "HSIL"}, "given with --abnormal")
-    assert evaluate.abnormal_classes(None, LABELS)[0] == {"LSIL", "HSIL"}  # Bethesda default
+    assert abnormal_classes("LSIL, HSIL", LABELS) == ({"LSIL", "HSIL"}, "given with --abnormal")
+    assert abnormal_classes(None, LABELS)[0] == {"LSIL", "HSIL"}  # Bethesda default
     with pytest.raises(DataError, match="did you mean 'LSIL'"):
-        evaluate.abnormal_classes("LSII", LABELS)
+        abnormal_classes("LSII", LABELS)
 
 
 def write_converted(tmp_path: Path, label_map: dict[str, int]) -> tuple[Path, list[ImageRecord]]:
@@ -191,7 +195,7 @@ def test_run_writes_the_report_of_a_fake_export(tmp_path: Path, capsys: pytest.C
     out, _ = write_converted(tmp_path, {"dark": 1, "grey": 2})
     export = write_fake_export(tmp_path / "export", grey_score=0.8)
     parser = argparse.ArgumentParser()
-    evaluate.add_parser(parser.add_subparsers(dest="verb"))
+    evaluate_cli.add_parser(parser.add_subparsers(dest="verb"))
     report_dir = tmp_path / "report"
     argv = [
         "evaluate",
@@ -213,7 +217,7 @@ def test_run_writes_the_report_of_a_fake_export(tmp_path: Path, capsys: pytest.C
     assert report["confusion_matrix"]["counts"] == [[2, 0, 0], [0, 2, 0], [0, 0, 0]]
     screening = report["abnormal"]["image_level"]
     assert (screening["TP"], screening["FN"], screening["TN"], screening["FP"]) == (2, 0, 1, 0)
-    assert all((report_dir / name).is_file() for name in evaluate.REPORT_FILES)
+    assert all((report_dir / name).is_file() for name in report_files.REPORT_FILES)
     printed = capsys.readouterr().out
     assert "all classes" in printed
     assert str(report_dir / "report.md") in printed

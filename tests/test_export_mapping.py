@@ -8,7 +8,7 @@ import tensorflow as tf
 from official.core import exp_factory
 from official.vision import registry_imports  # noqa: F401  (registers the experiment)
 
-from cervical_tf.export import OdApiDetectionModule
+from cervical_tf.export.saved_model import OdApiDetectionModule
 
 INPUT_SIZE = 256
 # One box, in pixels of the 256 x 256 model input: [ymin, xmin, ymax, xmax].

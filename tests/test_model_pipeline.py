@@ -122,7 +122,7 @@ def test_train_interrupted_mid_run_continues_from_its_last_checkpoint(workspace:
     command = [
         sys.executable,
         "-m",
-        "cervical_tf.cli",
+        "cervical_tf",
         "train",
         "--pipeline_config_path",
         str(CONFIG),

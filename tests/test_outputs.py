@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cervical_tf import outputs
-from cervical_tf.detections import Detections
+from cervical_tf.inference import outputs
+from cervical_tf.inference.detections import Detections
 
 LABELS = {1: "normal", 2: "koilocyte"}
 

@@ -11,7 +11,7 @@ from fake_export import write_fake_export
 from PIL import Image
 
 from cervical_tf import cli
-from tfrecords_gen.records import DataError
+from cervical_tf.errors import DataError
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,7 @@ def test_predict_refuses_inputs_that_name_no_image(
 
 
 def test_predict_refuses_overlap_not_below_tile(tmp_path: Path, export_dir: Path) -> None:
-    from cervical_tf.predict import run
+    from cervical_tf.cli.predict import run
 
     parser = cli.build_parser()
     arguments = parser.parse_args(

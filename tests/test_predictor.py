@@ -10,15 +10,11 @@ import tensorflow as tf
 from fake_export import write_fake_export
 from PIL import Image
 
-from cervical_tf.predictor import (
-    Predictor,
-    RawDetections,
-    class_aware_non_max_suppression,
-    load_image,
-    merge_tiles,
-    tile_starts,
-)
-from tfrecords_gen.records import DataError
+from cervical_tf.boxes import non_max_suppression
+from cervical_tf.errors import DataError
+from cervical_tf.images import load_image
+from cervical_tf.inference.predictor import Predictor
+from cervical_tf.inference.tiling import RawDetections, merge_tiles, tile_starts
 
 
 def white_image(width: int, height: int) -> np.ndarray:
@@ -120,19 +116,19 @@ def test_tile_starts_stride_and_flush_end() -> None:
 
 def test_nms_merges_same_class_overlaps() -> None:
     boxes = np.array([[0, 0, 100, 100], [5, 5, 105, 105], [300, 300, 350, 350]], dtype=np.float32)
-    keep = class_aware_non_max_suppression(boxes, np.array([0.6, 0.9, 0.5]), np.array([1, 1, 1]))
+    keep = non_max_suppression(boxes, np.array([0.6, 0.9, 0.5]), np.array([1, 1, 1]))
     assert keep.tolist() == [1, 2]
 
 
 def test_nms_keeps_overlapping_boxes_of_different_classes() -> None:
     boxes = np.array([[0, 0, 100, 100], [5, 5, 105, 105]], dtype=np.float32)
-    keep = class_aware_non_max_suppression(boxes, np.array([0.6, 0.9]), np.array([1, 2]))
+    keep = non_max_suppression(boxes, np.array([0.6, 0.9]), np.array([1, 2]))
     assert keep.tolist() == [1, 0]
 
 
 def test_nms_keeps_same_class_boxes_at_low_iou() -> None:
     boxes = np.array([[0, 0, 100, 100], [60, 0, 160, 100]], dtype=np.float32)  # IoU 40/160 = 0.25
-    keep = class_aware_non_max_suppression(boxes, np.array([0.9, 0.8]), np.array([1, 1]))
+    keep = non_max_suppression(boxes, np.array([0.9, 0.8]), np.array([1, 1]))
     assert keep.tolist() == [0, 1]
 
 

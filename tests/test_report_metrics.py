@@ -5,19 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cervical_tf.detections import Detections
-from cervical_tf.ground_truth import GroundTruthImage
-from cervical_tf.report_metrics import (
+from cervical_tf.boxes import iou as box_iou
+from cervical_tf.evaluation.ground_truth import GroundTruthImage
+from cervical_tf.evaluation.metrics import (
     BACKGROUND_ROW,
     MISSED_COLUMN,
-    box_iou,
     coco_metrics,
     confusion_matrix,
-    default_abnormal,
     froc_points,
     greedy_match,
     image_level_screening,
 )
+from cervical_tf.inference.abnormal import default_abnormal
+from cervical_tf.inference.detections import Detections
 
 LABELS = {1: "A", 2: "B"}
 

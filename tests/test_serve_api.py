@@ -26,14 +26,14 @@ import numpy as np
 import pytest
 from fake_export import write_fake_export
 from PIL import Image
+from server_process import running_server
 
 from cervical_tf import cli
-from cervical_tf.predictor import Predictor
-from cervical_tf.serve.command import parse_models
+from cervical_tf.cli.serve import parse_models
+from cervical_tf.errors import DataError
+from cervical_tf.inference.predictor import Predictor
 from cervical_tf.serve.limits import ModelSlots, RequestError, ServeLimits
-from cervical_tf.serve.process import running_server
 from cervical_tf.serve.tf_serving import parse_predict_request
-from tfrecords_gen.records import DataError
 
 
 @pytest.fixture(scope="module")

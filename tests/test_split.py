@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tfrecords_gen.records import Box, DataError, ImageRecord
+from cervical_tf.errors import DataError
+from tfrecords_gen.records import Box, ImageRecord
 from tfrecords_gen.split import read_manifest, split_by_fractions, split_folds, write_manifest
 
 CLASSES = ("NILM", "LSIL", "HSIL")

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tfrecords_gen.records import DataError, Kind, Origin, ParsedBox, ParsedImage, ReadResult
+from cervical_tf.errors import DataError
+from tfrecords_gen.records import Kind, Origin, ParsedBox, ParsedImage, ReadResult
 from tfrecords_gen.validate import ValidationOptions, validate
 
 ANNOTATIONS = Path("annotations.csv")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cervical_tf.outputs import class_color
-from cervical_tf.validation_images import side_by_side
+from cervical_tf.inference.outputs import class_color
+from cervical_tf.training.validation_images import side_by_side
 
 SIZE = 96
 

@@ -21,8 +21,8 @@ import pytest
 from fake_export import write_fake_export
 from PIL import Image, ImageDraw
 from playwright.sync_api import Browser, Page, sync_playwright
+from server_process import running_server
 
-from cervical_tf.serve.process import running_server
 from tfrecords_gen.sample import SampleSpec, generate_sample
 
 CHROMIUM = Path("/usr/bin/chromium")

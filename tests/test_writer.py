@@ -11,9 +11,10 @@ import tensorflow as tf
 from official.vision.dataloaders.tf_example_decoder import TfExampleDecoder
 from PIL import Image
 
+from cervical_tf.errors import DataError
 from tfrecords_gen import writer
 from tfrecords_gen.label_map import read_label_map
-from tfrecords_gen.records import Box, DataError, ImageRecord
+from tfrecords_gen.records import Box, ImageRecord
 
 LABEL_MAP = {"LSIL": 1, "NILM": 2}
 
@@ -142,7 +143,7 @@ def test_writer_16_bit_grey_gets_the_pixels_prediction_sees(tmp_path: Path) -> N
     """Training records and `predict` scale 16-bit grey the same way (by 1/257), not clipped at 255."""
     import io
 
-    from cervical_tf.predictor import load_image
+    from cervical_tf.images import load_image
     from tfrecords_gen.encode import encode_image
 
     path = tmp_path / "grey16.png"

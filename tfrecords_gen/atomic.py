@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tfrecords_gen.records import DataError
+from cervical_tf.errors import DataError
 
 
 @contextlib.contextmanager

@@ -9,8 +9,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from cervical_tf.errors import DataError
 from tfrecords_gen.readers import READERS
-from tfrecords_gen.records import DataError, Problem
+from tfrecords_gen.records import Problem
 
 
 def register(verbs: argparse._SubParsersAction) -> None:

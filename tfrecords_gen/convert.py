@@ -6,9 +6,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from cervical_tf.errors import DataError
 from tfrecords_gen.label_map import build_label_map, read_label_map
 from tfrecords_gen.readers import READERS
-from tfrecords_gen.records import DataError, Problem, ReaderInput
+from tfrecords_gen.records import Problem, ReaderInput
 from tfrecords_gen.split import read_manifest, split_by_fractions, split_folds
 from tfrecords_gen.validate import ValidationOptions, validate
 from tfrecords_gen.writer import WriteSummary, write_dataset

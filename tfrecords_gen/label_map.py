@@ -6,8 +6,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from cervical_tf.errors import DataError
 from tfrecords_gen.atomic import atomic_path
-from tfrecords_gen.records import DataError
 
 _ITEM = re.compile(r"item\s*\{(?P<body>[^{}]*)\}", re.MULTILINE)
 _FIELD = re.compile(r"""(?P<key>\w+)\s*:\s*(?:"(?P<double>[^"]*)"|'(?P<single>[^']*)'|(?P<bare>[^\s]+))""")

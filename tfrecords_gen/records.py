@@ -15,10 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-class DataError(Exception):
-    """Bad input that the user must fix; the CLI prints it and exits with status 2."""
-
-
 @dataclass(frozen=True)
 class Origin:
     """Where a value was read: a file and, for text formats, a 1-based line number."""

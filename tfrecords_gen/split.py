@@ -15,8 +15,9 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from cervical_tf.errors import DataError
 from tfrecords_gen.atomic import atomic_path
-from tfrecords_gen.records import DataError, ImageRecord
+from tfrecords_gen.records import ImageRecord
 
 SPLITS = ("train", "val", "test")
 MANIFEST_COLUMNS = ("image", "group", "split")

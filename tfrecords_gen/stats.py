@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cervical_tf.errors import DataError
 from tfrecords_gen.atomic import atomic_path
-from tfrecords_gen.records import DataError, ImageRecord
+from tfrecords_gen.records import ImageRecord
 
 PERCENTILES = (5, 50, 95)
 

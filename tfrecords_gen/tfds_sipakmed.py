@@ -13,9 +13,10 @@ from typing import ClassVar
 import numpy as np
 import tensorflow_datasets as tfds
 
+from cervical_tf.errors import DataError
 from tfrecords_gen.readers.sipakmed import CLASS_NAMES
 from tfrecords_gen.readers.sipakmed import read as read_sipakmed
-from tfrecords_gen.records import DataError, ImageRecord, ReaderInput
+from tfrecords_gen.records import ImageRecord, ReaderInput
 from tfrecords_gen.split import split_by_fractions
 from tfrecords_gen.validate import validate
 

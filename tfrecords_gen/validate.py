@@ -14,12 +14,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
+from cervical_tf.errors import DataError
 from tfrecords_gen.image_files import find_images
 from tfrecords_gen.inspect_images import ImageFacts, inspect_image
 from tfrecords_gen.parallel import map_in_order
 from tfrecords_gen.records import (
     Box,
-    DataError,
     ImageRecord,
     Kind,
     Origin,

@@ -25,10 +25,11 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from starlette.exceptions import HTTPException
 
-from cervical_tf import outputs
-from cervical_tf.detections import Detections
-from cervical_tf.evaluate import abnormal_classes
-from cervical_tf.predictor import Predictor, validate_options
+from cervical_tf.errors import DataError
+from cervical_tf.inference import outputs
+from cervical_tf.inference.abnormal import abnormal_classes
+from cervical_tf.inference.detections import Detections
+from cervical_tf.inference.predictor import Predictor, validate_options
 from cervical_tf.serve import tf_serving
 from cervical_tf.serve.limits import (
     ModelSlots,
@@ -39,7 +40,6 @@ from cervical_tf.serve.limits import (
     read_body,
     read_upload,
 )
-from tfrecords_gen.records import DataError
 
 logger = logging.getLogger("cervical_tf.serve")
 STATIC_DIR = Path(__file__).resolve().parent / "static"

@@ -25,7 +25,7 @@ from PIL import Image, UnidentifiedImageError
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
-from tfrecords_gen.records import DataError
+from cervical_tf.errors import DataError
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")
 UPLOAD_FIELD = "image"
@@ -138,7 +138,7 @@ def decode_image(data: bytes, filename: str) -> np.ndarray:
     """uint8 [H, W, 3] RGB pixels, decoded as `cervical-tf predict` decodes files; 422 when corrupt."""
     # Imported here: the rest of this module (and tf_serving, which uses RequestError) then loads
     # without TensorFlow, so their unit tests start in milliseconds.
-    from cervical_tf.predictor import load_image
+    from cervical_tf.images import load_image
 
     try:
         return load_image(io.BytesIO(data))  # Pillow opens a file object as it opens a path

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cervical_tf.export.signature import SIGNATURE
 from cervical_tf.serve.limits import RequestError
-from cervical_tf.signature import SIGNATURE
 
 MODEL_VERSION = "1"
 METHOD_NAME = "tensorflow/serving/predict"

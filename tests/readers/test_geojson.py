@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from cervical_tf.errors import DataError
 from tfrecords_gen.readers import geojson
-from tfrecords_gen.records import DataError, Kind, Origin, ParsedBox, ParsedImage, ReaderInput
+from tfrecords_gen.records import Kind, Origin, ParsedBox, ParsedImage, ReaderInput
 
 WriteImage = Callable[..., Path]
 WriteText = Callable[[Path, str], Path]

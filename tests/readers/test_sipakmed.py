@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from cervical_tf.errors import DataError
 from tfrecords_gen.readers import sipakmed
-from tfrecords_gen.records import DataError, Kind, Origin, ParsedBox, ParsedImage, Problem, ReaderInput
+from tfrecords_gen.records import Kind, Origin, ParsedBox, ParsedImage, Problem, ReaderInput
 
 TRIANGLE = "10,5\n30,5\n20,25\n"  # box (10, 5, 30, 25)
 SMALL_TRIANGLE = "15,10\n25,10\n20,20\n"  # box (15, 10, 25, 20)

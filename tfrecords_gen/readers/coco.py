@@ -15,6 +15,7 @@ from collections.abc import Container, Hashable
 from dataclasses import replace
 from pathlib import Path
 
+from cervical_tf.boxes import xywh_to_xyxy
 from tfrecords_gen.readers.common import (
     ItemError,
     image_folders,
@@ -157,12 +158,13 @@ def _parse_annotation(
     crowd = annotation.get("iscrowd", 0)
     if crowd not in (0, 1):
         raise ItemError(f"expected iscrowd 0 or 1, got {json.dumps(crowd)}")
+    x_min, y_min, x_max, y_max = xywh_to_xyxy([x, y, width, height])[0].tolist()
     box = ParsedBox(
         label=categories[category_id],
-        x_min=x,
-        y_min=y,
-        x_max=x + width,
-        y_max=y + height,
+        x_min=x_min,
+        y_min=y_min,
+        x_max=x_max,
+        y_max=y_max,
         origin=origin,
         is_crowd=bool(crowd),
     )

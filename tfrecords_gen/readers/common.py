@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cervical_tf.errors import DataError
 from tfrecords_gen.image_files import find_images
-from tfrecords_gen.records import DataError, Kind, Origin, ParsedImage, Problem
+from tfrecords_gen.records import Kind, Origin, ParsedImage, Problem
 
 
 class ItemError(Exception):

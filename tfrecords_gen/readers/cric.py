@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+from cervical_tf.errors import DataError
 from tfrecords_gen.readers.common import (
     CsvRow,
     image_folders,
@@ -23,7 +24,7 @@ from tfrecords_gen.readers.common import (
     sort_images,
     used_image_dirs,
 )
-from tfrecords_gen.records import DataError, Origin, ParsedBox, ParsedImage, ReaderInput, ReadResult
+from tfrecords_gen.records import Origin, ParsedBox, ParsedImage, ReaderInput, ReadResult
 
 REQUIRED_COLUMNS = ("image_filename", "bethesda_system", "nucleus_x", "nucleus_y")
 

@@ -18,10 +18,10 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from cervical_tf.errors import DataError
 from tfrecords_gen.image_files import find_images, is_image_file
 from tfrecords_gen.readers.common import ItemError, extent, require_folder, sort_images
 from tfrecords_gen.records import (
-    DataError,
     Kind,
     Origin,
     ParsedBox,

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import yaml
 
+from cervical_tf.errors import DataError
 from tfrecords_gen.image_files import is_image_file, read_size
 from tfrecords_gen.readers.common import ItemError, parse_float, parse_int, require_folder, sort_images
 from tfrecords_gen.records import (
-    DataError,
     Kind,
     Origin,
     ParsedBox,

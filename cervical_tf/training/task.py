@@ -11,7 +11,7 @@ from __future__ import annotations
 from official.vision.evaluation import coco_evaluator
 from official.vision.tasks import maskrcnn
 
-from cervical_tf.report_metrics import per_class_metrics
+from cervical_tf.evaluation.metrics import per_class_metrics
 
 # official.vision's names for per-class metrics (coco_evaluator._retrieve_per_category_metrics).
 PER_CLASS_KEYS = {

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from cervical_tf.detections import Detections
-from cervical_tf.outputs import render_overlay
+from cervical_tf.inference.detections import Detections
+from cervical_tf.inference.outputs import render_overlay
 
 # Predictions drawn: those a user would keep (predict's default --min-score); the model returns
 # every box above 0.05, which buries the picture under low-score boxes early in training.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tfrecords_gen.records import DataError
+from cervical_tf.errors import DataError
 
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:
@@ -73,9 +73,11 @@ def add_model_main_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from cervical_tf.training.logs import quiet_logs
+
     quiet_logs(args.alsologtostderr)
-    from cervical_tf import train
-    from cervical_tf.config import ConfigRequest, label_map_for, load_experiment
+    from cervical_tf.training import runner
+    from cervical_tf.training.config import ConfigRequest, label_map_for, load_experiment
 
     params = load_experiment(
         ConfigRequest(
@@ -96,9 +98,9 @@ def run(args: argparse.Namespace) -> None:
         mode = "continuous_eval"
     else:
         mode = "train_and_eval" if has_validation else "train"
-    logs = train.run(
+    logs = runner.run(
         params,
-        train.TrainRequest(
+        runner.TrainRequest(
             args.model_dir,
             mode,
             args.checkpoint_dir,
@@ -112,12 +114,3 @@ def run(args: argparse.Namespace) -> None:
             "last evaluation: "
             + "  ".join(f"{key} {float(logs[key]):.3f}" for key in ("AP", "AP50") if key in logs)
         )
-
-
-def quiet_logs(verbose: bool) -> None:
-    """official.vision logs through absl at every step; users see our progress line instead."""
-    from absl import logging
-
-    logging.set_verbosity(logging.INFO if verbose else logging.WARNING)
-    if verbose:
-        logging.set_stderrthreshold(logging.INFO)

@@ -93,7 +93,7 @@ class ValidationImages:
     def __call__(self, output: Mapping[str, object]) -> None:
         import tensorflow as tf
 
-        from cervical_tf.validation_images import side_by_side
+        from cervical_tf.training.validation_images import side_by_side
 
         if self._batch is None:  # the same images every time, so they can be compared across steps
             dataset = self._task.build_inputs(self._params.task.validation_data)

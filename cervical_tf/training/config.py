@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from cervical_tf.errors import DataError
 from tfrecords_gen.label_map import read_label_map
-from tfrecords_gen.records import DataError
 
 EXPERIMENT = "fasterrcnn_resnetfpn_coco"
 

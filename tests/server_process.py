@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-PROJECT = Path(__file__).resolve().parents[2]
+PROJECT = Path(__file__).resolve().parents[1]
 
 
 class ServerFailed(RuntimeError):
@@ -29,7 +29,7 @@ def running_server(arguments: Sequence[str], log_path: Path, startup_seconds: fl
     command = [
         sys.executable,
         "-m",
-        "cervical_tf.cli",
+        "cervical_tf",
         "serve",
         *arguments,
         "--host",

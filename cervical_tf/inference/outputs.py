@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from cervical_tf.detections import Detections
+from cervical_tf import boxes
+from cervical_tf.inference.detections import Detections
 from tfrecords_gen.atomic import atomic_path
 
 CSV_COLUMNS = ("image", "width", "height", "class", "class_id", "score", "xmin", "ymin", "xmax", "ymax")
@@ -152,13 +153,13 @@ def write_coco_results(path: Path, detections_list: Sequence[Detections], image_
     for detections in detections_list:
         if detections.image not in image_ids:
             raise ValueError(f"{detections.image}: no COCO image id given for this image")
-        for box, _, class_id, score in _rows(detections):
-            xmin, ymin, xmax, ymax = _box(box)
+        bboxes = boxes.xyxy_to_xywh(detections.boxes_px)
+        for bbox, class_id, score in zip(bboxes, detections.class_ids, detections.scores, strict=True):
             results.append(
                 {
                     "image_id": image_ids[detections.image],
                     "category_id": int(class_id),
-                    "bbox": [xmin, ymin, round(xmax - xmin, 2), round(ymax - ymin, 2)],
+                    "bbox": _box(bbox),
                     "score": _score(score),
                 }
             )

@@ -2,7 +2,7 @@
 
 Boxes are pixels `[x_min, y_min, x_max, y_max]` of the ORIGINAL image. The exported
 SavedModel speaks the TF Object Detection API's normalized `[ymin, xmin, ymax, xmax]`;
-`boxes_from_normalized` is the single place that converts.
+`boxes.norm_yxyx_to_px` is the single place that converts.
 """
 
 from __future__ import annotations
@@ -57,11 +57,3 @@ class Detections:
             self.class_ids[keep],
             tuple(label for label, kept in zip(self.labels, keep, strict=True) if kept),
         )
-
-
-def boxes_from_normalized(boxes_norm_yxyx: np.ndarray, width: int, height: int) -> np.ndarray:
-    """SavedModel output [N, 4] normalized [ymin, xmin, ymax, xmax] -> float32 [N, 4] pixel xyxy."""
-    boxes = np.asarray(boxes_norm_yxyx, dtype=np.float32).reshape(-1, 4)
-    return np.stack(
-        [boxes[:, 1] * width, boxes[:, 0] * height, boxes[:, 3] * width, boxes[:, 2] * height], axis=1
-    ).astype(np.float32)

@@ -1,4 +1,4 @@
-"""`cervical-tf VERB ...`: one verb per job; parsing only, the work happens in the modules."""
+"""`cervical-tf VERB ...`: one verb per job. This package only parses flags; the rooms do the work."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from cervical_tf import demo, evaluate, export_command, predict, train_command
-from cervical_tf.serve import command as serve_command
+from cervical_tf.cli import demo, evaluate, export, predict, serve, train
+from cervical_tf.errors import DataError
 from tfrecords_gen import cli as data_cli
-from tfrecords_gen.records import DataError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,12 +20,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     data_cli.register(verbs)
-    train_command.add_parser(verbs)
-    export_command.add_parser(verbs)
+    train.add_parser(verbs)
+    export.add_parser(verbs)
     predict.add_parser(verbs)
     evaluate.add_parser(verbs)
-    serve_command.add_parser(verbs)
-    demo.add_parser(verbs)
+    serve.add_parser(verbs)
+    demo.add_parser(verbs, run_verb=main)
     return parser
 
 

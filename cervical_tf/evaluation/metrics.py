@@ -21,8 +21,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cervical_tf.detections import Detections
-from cervical_tf.ground_truth import GroundTruthImage
+from cervical_tf import boxes
+from cervical_tf.evaluation.ground_truth import GroundTruthImage
+from cervical_tf.inference.detections import Detections
 
 IOU_THRESHOLD = 0.5
 DECIMALS = 6  # COCO metrics are rounded to this many decimals (a mean of 101 ones is not exactly 1.0)
@@ -30,38 +31,7 @@ FP_PER_IMAGE_POINTS = (1, 2, 4)
 BACKGROUND_ROW = "background (false positive)"
 MISSED_COLUMN = "missed"
 
-# Class names of the two label sets whose abnormal classes are known; compared lower-cased with
-# everything but letters and digits dropped, so "ASC-US", "ASCUS" and "asc_us" are the same name.
-SIPAKMED_CLASSES = {"superficialintermediate", "parabasal", "koilocytotic", "dyskeratotic", "metaplastic"}
-SIPAKMED_ABNORMAL = {"koilocytotic", "dyskeratotic"}
-BETHESDA_NEGATIVE = {
-    "nilm",
-    "negativeforintraepitheliallesion",
-    "negativeforintraepitheliallesionormalignancy",
-}
-BETHESDA_ABNORMAL = {"ascus", "asch", "lsil", "hsil", "scc", "agc", "ais", "adenocarcinoma"}
-
 logger = logging.getLogger(__name__)
-
-
-def default_abnormal(names: Sequence[str]) -> tuple[set[str], str]:
-    """The abnormal classes implied by a label map's class names, and a sentence saying why.
-
-    All names SIPaKMeD classes: Koilocytotic and Dyskeratotic. All names Bethesda categories:
-    every class but NILM ("Negative for intraepithelial lesion"). Otherwise none: the caller
-    must name them (--abnormal).
-    """
-    by_key = {_name_key(name): name for name in names}
-    if by_key and set(by_key) <= SIPAKMED_CLASSES and set(by_key) & SIPAKMED_ABNORMAL:
-        chosen = {by_key[key] for key in SIPAKMED_ABNORMAL & set(by_key)}
-        return chosen, "SIPaKMeD label map: the abnormal classes are Koilocytotic and Dyskeratotic"
-    if by_key and set(by_key) <= BETHESDA_NEGATIVE | BETHESDA_ABNORMAL and set(by_key) & BETHESDA_ABNORMAL:
-        chosen = {name for key, name in by_key.items() if key not in BETHESDA_NEGATIVE}
-        return chosen, "Bethesda label map: every class except NILM (negative for intraepithelial lesion)"
-    return set(), (
-        "no abnormal classes: the label map holds neither SIPaKMeD nor Bethesda class names; "
-        "name them with --abnormal NAME,..."
-    )
 
 
 def coco_metrics(
@@ -250,7 +220,7 @@ def greedy_match(
     box (float32 [M, 4] pixel xyxy) it matches, or -1. Detections go in descending score order
     (stable on ties), each taking the unmatched box of highest IoU if that IoU >= `iou_threshold`.
     """
-    overlaps = box_iou(found_boxes_px, truth_boxes_px)
+    overlaps = boxes.iou(found_boxes_px, truth_boxes_px)
     matches = [-1] * len(scores)
     taken = np.zeros(len(truth_boxes_px), dtype=bool)
     for detection_index in np.argsort(-np.asarray(scores), kind="stable"):
@@ -264,19 +234,6 @@ def greedy_match(
     return matches
 
 
-def box_iou(boxes_a_px: np.ndarray, boxes_b_px: np.ndarray) -> np.ndarray:
-    """Intersection over union of pixel xyxy boxes [A, 4] and [B, 4] -> float64 [A, B]."""
-    boxes_a = np.asarray(boxes_a_px, dtype=np.float64).reshape(-1, 4)
-    boxes_b = np.asarray(boxes_b_px, dtype=np.float64).reshape(-1, 4)
-    top_left = np.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
-    bottom_right = np.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
-    intersection = np.clip(bottom_right - top_left, 0, None).prod(axis=2)
-    area_a = (boxes_a[:, 2] - boxes_a[:, 0]) * (boxes_a[:, 3] - boxes_a[:, 1])
-    area_b = (boxes_b[:, 2] - boxes_b[:, 0]) * (boxes_b[:, 3] - boxes_b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - intersection
-    return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
-
-
 def _coco_ground_truth(ground_truth: Sequence[GroundTruthImage], labels: dict[int, str]) -> dict:
     """The COCO ground-truth dataset dict (boxes [x, y, width, height] pixels, no crowd regions)."""
     images, annotations = [], []
@@ -284,15 +241,15 @@ def _coco_ground_truth(ground_truth: Sequence[GroundTruthImage], labels: dict[in
         images.append(
             {"id": truth.image_id, "file_name": truth.name, "width": truth.width, "height": truth.height}
         )
-        for box, class_id in zip(truth.boxes_px.tolist(), truth.class_ids.tolist(), strict=True):
-            width, height = box[2] - box[0], box[3] - box[1]
+        bboxes = boxes.xyxy_to_xywh(truth.boxes_px).tolist()
+        for bbox, class_id in zip(bboxes, truth.class_ids.tolist(), strict=True):
             annotations.append(
                 {
                     "id": len(annotations) + 1,
                     "image_id": truth.image_id,
                     "category_id": class_id,
-                    "bbox": [box[0], box[1], width, height],
-                    "area": width * height,
+                    "bbox": bbox,
+                    "area": bbox[2] * bbox[3],
                     "iscrowd": 0,
                 }
             )
@@ -304,10 +261,10 @@ def _coco_results(ground_truth: Sequence[GroundTruthImage], detections: Sequence
     """Detections as COCO results: {"image_id", "category_id", "bbox": [x, y, w, h] pixels, "score"}."""
     results = []
     for truth, found in zip(ground_truth, detections, strict=True):
-        for box, score, class_id in zip(
-            found.boxes_px.tolist(), found.scores.tolist(), found.class_ids.tolist(), strict=True
+        bboxes = boxes.xyxy_to_xywh(found.boxes_px).tolist()
+        for bbox, score, class_id in zip(
+            bboxes, found.scores.tolist(), found.class_ids.tolist(), strict=True
         ):
-            bbox = [box[0], box[1], box[2] - box[0], box[3] - box[1]]
             results.append(
                 {"image_id": truth.image_id, "category_id": class_id, "bbox": bbox, "score": score}
             )
@@ -325,10 +282,6 @@ def _mean_defined(values: np.ndarray) -> float | None:
     """Mean of the entries COCOeval defined (>= 0); None when it left them all at -1 (no ground truth)."""
     defined = values[values > -1]
     return round(float(defined.mean()), DECIMALS) if defined.size else None
-
-
-def _name_key(name: str) -> str:
-    return "".join(character for character in name.lower() if character.isalnum())
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:

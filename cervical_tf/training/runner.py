@@ -12,8 +12,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from cervical_tf.errors import DataError
 from tfrecords_gen.label_map import read_label_map
-from tfrecords_gen.records import DataError
 
 MODES = ("train", "train_and_eval", "eval", "continuous_eval")
 
@@ -34,8 +34,8 @@ def run(params, request: TrainRequest) -> dict:
     from official.common import distribute_utils
     from official.core import train_lib, train_utils
 
-    from cervical_tf.task import CellDetectionTask
-    from cervical_tf.train_actions import MetricsCsv, ProgressLine, ValidationImages
+    from cervical_tf.training.actions import MetricsCsv, ProgressLine, ValidationImages
+    from cervical_tf.training.task import CellDetectionTask
 
     if request.mode not in MODES:
         raise DataError(f"mode {request.mode!r}: expected one of {', '.join(MODES)}")

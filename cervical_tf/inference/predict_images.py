@@ -1,84 +1,44 @@
-"""`cervical-tf predict`: run an exported model on images and write every result format.
-
-TensorFlow is imported inside `run`, so `cervical-tf --help` stays fast.
-"""
+"""`cervical-tf predict`'s work: run an export on image files and write every result format."""
 
 from __future__ import annotations
 
-import argparse
 import glob
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cervical_tf.errors import DataError
 from tfrecords_gen.image_files import IMAGE_SUFFIXES, find_images, is_image_file
-from tfrecords_gen.records import DataError
 
 if TYPE_CHECKING:
-    from cervical_tf.detections import Detections
+    from cervical_tf.inference.detections import Detections
 
 OUTPUT_FILES = ("detections.json", "detections.csv", "detections.geojson", "coco_results.json")
 
 
-def add_parser(verbs: argparse._SubParsersAction) -> None:
-    """Register the `predict` verb on the `cervical-tf` subparsers."""
-    parser = verbs.add_parser(
-        "predict",
-        help="detect cells in images with an exported model",
-        description=(
-            "Run EXPORT_DIR (written by `cervical-tf export`) on IMAGES and write detections.json, "
-            "detections.csv, detections.geojson (QuPath), coco_results.json and overlays/*.png to RESULTS."
-        ),
-    )
-    parser.add_argument("--model", type=Path, required=True, metavar="EXPORT_DIR", help="the exported model")
-    parser.add_argument(
-        "--output", type=Path, required=True, metavar="RESULTS", help="folder for the results"
-    )
-    parser.add_argument(
-        "--min-score",
-        type=float,
-        default=0.5,
-        metavar="S",
-        help="keep detections scoring at least this (default 0.5)",
-    )
-    parser.add_argument(
-        "--max-detections",
-        type=int,
-        default=100,
-        metavar="N",
-        help="keep at most this many per image (default 100)",
-    )
-    parser.add_argument(
-        "--tile",
-        type=int,
-        default=None,
-        metavar="T",
-        help="run images larger than T px in overlapping T x T tiles (default: whole images)",
-    )
-    parser.add_argument(
-        "--overlap",
-        type=int,
-        default=128,
-        metavar="PX",
-        help="tile overlap in px; at least the largest cell's size, so every cell is whole in some tile "
-        "(default 128)",
-    )
-    parser.add_argument("images", nargs="+", metavar="IMAGES", help="image files, folders or glob patterns")
-    parser.set_defaults(handler=run)
-
-
-def run(args: argparse.Namespace) -> None:
-    """Predict on every image of `args.images`; skip (and report) unreadable ones; write all outputs."""
+def predict_images(
+    model: Path,
+    output: Path,
+    images: list[str],
+    *,
+    min_score: float = 0.5,
+    max_detections: int = 100,
+    tile: int | None = None,
+    overlap: int = 128,
+) -> None:
+    """Predict on every image of `images` (files, folders, globs); skip (and report) unreadable ones;
+    write detections.json/.csv/.geojson, coco_results.json and overlays/ into `output`."""
     from tqdm import tqdm
 
-    from cervical_tf import outputs
-    from cervical_tf.predictor import Predictor, load_image, validate_options
+    from cervical_tf.images import load_image
+    from cervical_tf.inference import outputs
+    from cervical_tf.inference.predictor import Predictor, validate_options
 
-    validate_options(args.tile, args.overlap, args.max_detections, args.min_score)
-    paths = resolve_images(args.images)
-    predictor = Predictor.load(Path(args.model))
-    output = Path(args.output)
+    validate_options(tile, overlap, max_detections, min_score)
+    paths = resolve_images(images)
+    predictor = Predictor.load(Path(model))
+    output = Path(output)
     overlay_dir = output / "overlays"
     overlay_dir.mkdir(parents=True, exist_ok=True)
     colors = outputs.palette(predictor.labels)
@@ -97,10 +57,10 @@ def run(args: argparse.Namespace) -> None:
         detections = predictor.predict(
             image,
             str(path),
-            tile=args.tile,
-            overlap=args.overlap,
-            max_detections=args.max_detections,
-            min_score=args.min_score,
+            tile=tile,
+            overlap=overlap,
+            max_detections=max_detections,
+            min_score=min_score,
         )
         outputs.write_overlay(overlay_dir / overlay_name, image, detections, colors)
         detections_list.append(detections)

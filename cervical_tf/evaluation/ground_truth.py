@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cervical_tf.boxes import xywh_to_xyxy
+from cervical_tf.errors import DataError
 from tfrecords_gen.label_map import read_label_map
-from tfrecords_gen.records import DataError
 
 
 @dataclass(frozen=True)
@@ -201,14 +202,18 @@ def _open_coco(json_path: Path, images_dir: Path | None) -> GroundTruthSource:
         ]
         boxes: dict[int, list[tuple[list[float], int]]] = {entry[0]: [] for entry in entries}
         for annotation in document["annotations"]:
-            x, y, box_width, box_height = (float(value) for value in annotation["bbox"])
+            bbox = [float(value) for value in annotation["bbox"]]
+            if len(bbox) != 4:
+                raise ValueError(
+                    f"annotation {annotation.get('id')}: bbox {bbox} is not [x, y, width, height]"
+                )
             if annotation["image_id"] not in boxes:
                 raise DataError(
                     f"{json_path}: annotation {annotation.get('id')} names image id "
                     f"{annotation['image_id']}, which is not in `images`"
                 )
             boxes[annotation["image_id"]].append(
-                ([x, y, x + box_width, y + box_height], int(annotation["category_id"]))
+                (xywh_to_xyxy(bbox)[0].tolist(), int(annotation["category_id"]))
             )
     except OSError as error:
         raise DataError(f"{json_path}: cannot read: {error}") from error

@@ -10,7 +10,7 @@ import logging
 import re
 from pathlib import Path
 
-from tfrecords_gen.records import DataError
+from cervical_tf.errors import DataError
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # it becomes part of the URL
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import tensorflow as tf
 from official.vision.serving import detection, export_saved_model_lib
 
-from cervical_tf.signature import INPUT_NAME, INPUT_TYPES, SIGNATURE
+from cervical_tf.errors import DataError
+from cervical_tf.export.signature import INPUT_NAME, INPUT_TYPES, SIGNATURE
 from tfrecords_gen.atomic import atomic_folder
-from tfrecords_gen.records import DataError
 
 
 class OdApiDetectionModule(detection.DetectionModule):

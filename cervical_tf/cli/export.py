@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cervical_tf.signature import INPUT_TYPES
+from cervical_tf.errors import DataError
+from cervical_tf.export.signature import INPUT_TYPES
 from tfrecords_gen.label_map import read_label_map
-from tfrecords_gen.records import DataError
 
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:
@@ -46,11 +46,11 @@ def add_exporter_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from cervical_tf.train_command import quiet_logs
+    from cervical_tf.training.logs import quiet_logs
 
     quiet_logs(args.alsologtostderr)
-    from cervical_tf.config import ConfigRequest, class_count_override, load_experiment
-    from cervical_tf.export import ExportRequest, export
+    from cervical_tf.export.saved_model import ExportRequest, export
+    from cervical_tf.training.config import ConfigRequest, class_count_override, load_experiment
 
     label_map_path = _label_map(args.data, args.trained_checkpoint_dir)
     params = load_experiment(

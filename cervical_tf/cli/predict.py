@@ -1,0 +1,70 @@
+"""`cervical-tf predict`: the flags; `inference/predict_images.py` does the work.
+
+TensorFlow is imported inside `run`, so `cervical-tf --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(verbs: argparse._SubParsersAction) -> None:
+    """Register the `predict` verb on the `cervical-tf` subparsers."""
+    parser = verbs.add_parser(
+        "predict",
+        help="detect cells in images with an exported model",
+        description=(
+            "Run EXPORT_DIR (written by `cervical-tf export`) on IMAGES and write detections.json, "
+            "detections.csv, detections.geojson (QuPath), coco_results.json and overlays/*.png to RESULTS."
+        ),
+    )
+    parser.add_argument("--model", type=Path, required=True, metavar="EXPORT_DIR", help="the exported model")
+    parser.add_argument(
+        "--output", type=Path, required=True, metavar="RESULTS", help="folder for the results"
+    )
+    parser.add_argument(
+        "--min-score",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="keep detections scoring at least this (default 0.5)",
+    )
+    parser.add_argument(
+        "--max-detections",
+        type=int,
+        default=100,
+        metavar="N",
+        help="keep at most this many per image (default 100)",
+    )
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        metavar="T",
+        help="run images larger than T px in overlapping T x T tiles (default: whole images)",
+    )
+    parser.add_argument(
+        "--overlap",
+        type=int,
+        default=128,
+        metavar="PX",
+        help="tile overlap in px; at least the largest cell's size, so every cell is whole in some tile "
+        "(default 128)",
+    )
+    parser.add_argument("images", nargs="+", metavar="IMAGES", help="image files, folders or glob patterns")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from cervical_tf.inference.predict_images import predict_images
+
+    predict_images(
+        args.model,
+        args.output,
+        args.images,
+        min_score=args.min_score,
+        max_detections=args.max_detections,
+        tile=args.tile,
+        overlap=args.overlap,
+    )

@@ -1,0 +1,1 @@
+"""Scoring detections against ground truth: COCO metrics, confusion matrix, screening, the report."""

@@ -1,0 +1,1 @@
+"""Training and in-training evaluation on official.vision: config, task, runner, Orbit actions."""
