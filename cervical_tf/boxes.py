@@ -11,6 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 NMS_IOU_THRESHOLD = 0.5
+# Class-agnostic NMS on top of the model's per-class NMS by default (predict, evaluate, serve):
+# chosen by bench/agnostic_nms.py on the real CRIC fields (see bench/README.md).
+AGNOSTIC_NMS = True
 
 
 def xyxy_to_xywh(boxes_px: np.ndarray) -> np.ndarray:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cervical_tf.cli.predict import add_agnostic_nms_flag
+
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:
     """Register `evaluate` on the `cervical-tf` subparsers, with `handler=run`."""
@@ -37,6 +39,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--tile", type=int, help="predict in tiles of T x T pixels (large slides)")
     parser.add_argument("--overlap", type=int, default=128, help="overlap of neighbouring tiles in pixels")
+    add_agnostic_nms_flag(parser)
     parser.set_defaults(handler=run)
 
 
@@ -52,4 +55,5 @@ def run(args: argparse.Namespace) -> None:
         min_score=args.min_score,
         tile=args.tile,
         overlap=args.overlap,
+        agnostic_nms=args.agnostic_nms,
     )

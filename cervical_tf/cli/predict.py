@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cervical_tf.boxes import AGNOSTIC_NMS
+
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:
     """Register the `predict` verb on the `cervical-tf` subparsers."""
@@ -52,6 +54,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         help="tile overlap in px; at least the largest cell's size, so every cell is whole in some tile "
         "(default 128)",
     )
+    add_agnostic_nms_flag(parser)
     parser.add_argument("images", nargs="+", metavar="IMAGES", help="image files, folders or glob patterns")
     parser.set_defaults(handler=run)
 
@@ -67,4 +70,16 @@ def run(args: argparse.Namespace) -> None:
         max_detections=args.max_detections,
         tile=args.tile,
         overlap=args.overlap,
+        agnostic_nms=args.agnostic_nms,
+    )
+
+
+def add_agnostic_nms_flag(parser: argparse.ArgumentParser) -> None:
+    """--agnostic-nms / --no-agnostic-nms, shared by predict and evaluate."""
+    parser.add_argument(
+        "--agnostic-nms",
+        action=argparse.BooleanOptionalAction,
+        default=AGNOSTIC_NMS,
+        help="one label per cell: suppress overlapping boxes of other classes too (IoU > 0.5), as "
+        f"Ultralytics' agnostic_nms (default: {'on' if AGNOSTIC_NMS else 'off'}, measured on CRIC)",
     )

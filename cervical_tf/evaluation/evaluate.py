@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from cervical_tf.boxes import AGNOSTIC_NMS
 from cervical_tf.errors import DataError
 from cervical_tf.evaluation import metrics
 from cervical_tf.evaluation.ground_truth import (
@@ -36,6 +37,7 @@ def evaluate_model(
     min_score: float = 0.5,
     tile: int | None = None,
     overlap: int = 128,
+    agnostic_nms: bool = AGNOSTIC_NMS,
 ) -> None:
     """Load ground truth (`data`: TFRecord globs or one COCO JSON with `images`) and the model,
     predict every image (progress bar), write the report folder `output` and print its summary."""
@@ -61,6 +63,7 @@ def evaluate_model(
                 truth.name,
                 tile=tile,
                 overlap=overlap,
+                agnostic_nms=agnostic_nms,
                 max_detections=MAX_DETECTIONS,
                 min_score=0.0,
             )
@@ -73,6 +76,7 @@ def evaluate_model(
         "data": source.description,
         "tile": tile,
         "overlap": overlap if tile else None,
+        "agnostic_nms": agnostic_nms,
         "max_detections": MAX_DETECTIONS,
     }
     written = write_report(report, output)

@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cervical_tf.boxes import AGNOSTIC_NMS
 from cervical_tf.errors import DataError
 from tfrecords_gen.image_files import IMAGE_SUFFIXES, find_images, is_image_file
 
@@ -26,6 +27,7 @@ def predict_images(
     max_detections: int = 100,
     tile: int | None = None,
     overlap: int = 128,
+    agnostic_nms: bool = AGNOSTIC_NMS,
 ) -> None:
     """Predict on every image of `images` (files, folders, globs); skip (and report) unreadable ones;
     write detections.json/.csv/.geojson, coco_results.json and overlays/ into `output`."""
@@ -61,6 +63,7 @@ def predict_images(
             overlap=overlap,
             max_detections=max_detections,
             min_score=min_score,
+            agnostic_nms=agnostic_nms,
         )
         outputs.write_overlay(overlay_dir / overlay_name, image, detections, colors)
         detections_list.append(detections)

@@ -10,11 +10,13 @@ Large fields run in overlapping tiles, merged by `tiling.merge_tiles`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from cervical_tf import boxes
 from cervical_tf.boxes import norm_yxyx_to_px
 from cervical_tf.errors import DataError
 from cervical_tf.export.signature import INPUT_NAME, OUTPUT_NAMES, SIGNATURE
@@ -22,6 +24,10 @@ from cervical_tf.images import to_rgb
 from cervical_tf.inference import tiling
 from cervical_tf.inference.detections import Detections
 from tfrecords_gen.label_map import read_label_map
+
+
+class PredictionStopped(Exception):
+    """`Predictor.predict` stopped early because its `should_stop` said so."""
 
 
 class Predictor:
@@ -71,29 +77,43 @@ class Predictor:
         overlap: int = 128,
         max_detections: int = 100,
         min_score: float = 0.0,
+        agnostic_nms: bool = boxes.AGNOSTIC_NMS,
+        should_stop: Callable[[], bool] | None = None,
     ) -> Detections:
         """Detect on `image` (uint8 [H, W, 3] RGB; [H, W] grey and [H, W, 4] RGBA are converted).
 
-        Without tiling, the model's output is returned as it is (filtered and truncated). With
+        Without tiling, the model's output is kept as it is (its own NMS ran per class). With
         `tile`, an image larger than `tile` on either side is run in overlapping tiles and merged
-        (see the module docstring). Returns at most `max_detections` boxes scoring at least
-        `min_score`, in pixels of `image`, sorted by score.
+        (see `tiling`). `agnostic_nms` then also suppresses boxes of other classes that overlap a
+        higher-scoring box (IoU > 0.5): one cell, one label. Returns at most `max_detections`
+        boxes scoring at least `min_score`, in pixels of `image`, sorted by score.
+        `should_stop` is asked before each model call; when it answers True the work stops with
+        `PredictionStopped` (the server's deadline and client disconnects).
         """
         validate_options(tile, overlap, max_detections, min_score)
         rgb = to_rgb(image)
         height, width = rgb.shape[:2]
         if tile is None or (height <= tile and width <= tile):
-            raw = self._run(rgb, 0, 0, width, height, min_score)
-            keep = np.arange(len(raw.scores))  # the model's own NMS already ran; nothing to merge
+            windows = [(0, 0)]
+            tile = max(height, width)
         else:
-            raw = tiling.concatenate(
-                [
-                    self._run(rgb[y0 : y0 + tile, x0 : x0 + tile], x0, y0, width, height, min_score)
-                    for y0 in tiling.tile_starts(height, tile, overlap)
-                    for x0 in tiling.tile_starts(width, tile, overlap)
-                ]
-            )
-            keep = tiling.merge_tiles(raw)
+            windows = [
+                (x0, y0)
+                for y0 in tiling.tile_starts(height, tile, overlap)
+                for x0 in tiling.tile_starts(width, tile, overlap)
+            ]
+        parts = []
+        for x0, y0 in windows:
+            if should_stop is not None and should_stop():
+                raise PredictionStopped(f"{name}: stopped after {len(parts)} of {len(windows)} model calls")
+            parts.append(self._run(rgb[y0 : y0 + tile, x0 : x0 + tile], x0, y0, width, height, min_score))
+        raw = tiling.concatenate(parts)
+        if len(windows) > 1:
+            keep = tiling.merge_tiles(raw, agnostic=agnostic_nms)
+        elif agnostic_nms:
+            keep = boxes.non_max_suppression(raw.boxes_px, raw.scores, raw.class_ids, agnostic=True)
+        else:
+            keep = np.arange(len(raw.scores))  # the model's own per-class NMS already ran
         keep = keep[np.argsort(-raw.scores[keep], kind="stable")][:max_detections]
         class_ids = raw.class_ids[keep]
         return Detections(

@@ -25,6 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from starlette.exceptions import HTTPException
 
+from cervical_tf.boxes import AGNOSTIC_NMS
 from cervical_tf.errors import DataError
 from cervical_tf.inference import outputs
 from cervical_tf.inference.abnormal import abnormal_classes
@@ -131,6 +132,7 @@ def create_app(models: dict[str, Path], limits: ServeLimits, abnormal: str | Non
         tile: int | None = None,
         overlap: int = 128,
         max_detections: int = 100,
+        agnostic_nms: bool = AGNOSTIC_NMS,
         output_format: str = Query("json", alias="format"),
     ) -> JSONResponse:
         chosen = model(name or model_name or next(iter(served)))
@@ -157,6 +159,7 @@ def create_app(models: dict[str, Path], limits: ServeLimits, abnormal: str | Non
                 overlap=overlap,
                 max_detections=max_detections,
                 min_score=min_score,
+                agnostic_nms=agnostic_nms,
             )
 
         detections = await slots.run(run_model)
