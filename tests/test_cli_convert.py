@@ -212,3 +212,25 @@ def test_cli_convert_real_data_without_errors(
     stats = json.loads((out / "dataset_stats.json").read_text())["splits"]
     assert sum(split["images"] for split in stats.values()) == images
     assert sum(split["boxes"] for split in stats.values()) == boxes
+
+
+def test_cli_convert_refuses_a_manifest_that_splits_a_group_of_this_run(
+    sample: Path, tmp_path: Path, capsys
+) -> None:
+    """First run: every image its own group. Second run groups images by number and reuses the manifest."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert convert("--format", "sipakmed", "--input", sample, "--output", first, "--seed", "1") == 0
+    split_of = {row["image"]: row["split"] for row in read_manifest(first / "splits.csv")}
+    straddling = sorted(
+        number
+        for number in {image.split("/")[-1][:3] for image in split_of}
+        if len({split for image, split in split_of.items() if image.endswith(f"/{number}.bmp")}) > 1
+    )
+    assert straddling  # the per-image split put images of one number into different splits
+    capsys.readouterr()
+    reuse = ("--splits", first / "splits.csv", "--group-pattern", r"(\d+)\.bmp$")
+    assert convert("--format", "sipakmed", "--input", sample, "--output", second, *reuse) == 2
+    error = capsys.readouterr().err
+    assert f"group '{straddling[0]}'" in error and f"/{straddling[0]}.bmp" in error
+    assert str(first / "splits.csv") in error
+    assert not second.exists()

@@ -107,3 +107,23 @@ def test_split_manifest_round_trip_and_refusals(tmp_path: Path) -> None:
         DataError, match=rf"splits.csv:{len(leaking)}: group '{group}' is in '{other}'.*leaks"
     ):
         read_manifest(manifest, records)
+
+
+def test_split_manifest_refuses_a_current_group_it_puts_in_two_splits(tmp_path: Path) -> None:
+    """A manifest written when every image was its own group, read once images are grouped by slide."""
+    ungrouped = make_records(images=30, images_per_group=1)
+    manifest = tmp_path / "splits.csv"
+    assignment = split_by_fractions(ungrouped, 0.2, 0.2, seed=0)
+    write_manifest(manifest, ungrouped, assignment)
+    by_slide = make_records(images=30, images_per_group=3)
+    straddling = next(
+        group
+        for group in sorted({record.group for record in by_slide})
+        if len({assignment[record.name] for record in by_slide if record.group == group}) > 1
+    )
+    images = sorted(record.name for record in by_slide if record.group == straddling)
+    with pytest.raises(DataError) as refusal:
+        read_manifest(manifest, by_slide)
+    message = str(refusal.value)
+    assert f"group {straddling!r}" in message and all(image in message for image in images)
+    assert str(manifest) in message

@@ -107,7 +107,8 @@ def write_manifest(path: Path, records: Iterable[ImageRecord], assignment: dict[
 
 
 def read_manifest(path: Path, records: Sequence[ImageRecord]) -> dict[str, str]:
-    """Image name -> split from a splits.csv, refusing one that does not cover exactly these images."""
+    """Image name -> split from a splits.csv, refusing one that does not cover exactly these images
+    or that puts images of one of their groups into different splits."""
     try:
         with path.open(newline="", encoding="utf-8") as stream:
             rows = list(csv.reader(stream))
@@ -139,4 +140,27 @@ def read_manifest(path: Path, records: Sequence[ImageRecord]) -> dict[str, str]:
             f"{len(missing)} image(s) missing from it {missing[:5]}, "
             f"{len(unknown)} listed image(s) not in the data {unknown[:5]}"
         )
+    _refuse_split_groups(path, records, assignment)
     return assignment
+
+
+def _refuse_split_groups(path: Path, records: Sequence[ImageRecord], assignment: dict[str, str]) -> None:
+    """The groups that count are this run's (--group-pattern may differ from the run that wrote the
+    manifest): its group column only records what they were then."""
+    images_by_split: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for record in sorted(records, key=lambda record: record.name):
+        images_by_split[record.group][assignment[record.name]].append(record.name)
+    leaking = {group: by_split for group, by_split in images_by_split.items() if len(by_split) > 1}
+    if not leaking:
+        return
+    listing = "\n".join(
+        f"  group {group!r}: "
+        + "; ".join(f"{split}: {', '.join(images)}" for split, images in sorted(by_split.items()))
+        for group, by_split in sorted(leaking.items())[:10]
+    )
+    raise DataError(
+        f"{path}: the manifest puts images of one group of this run into different splits, which leaks "
+        f"({len(leaking)} group(s); it was written with other groups, e.g. without --group-pattern):\n"
+        f"{listing}\nconvert without --splits to split by the current groups, or edit {path.name} so "
+        "that each group's images share one split"
+    )
