@@ -2,7 +2,14 @@
 
 SIPaKMeD needs a login to download, so the builder reads the folder the user unpacked it into
 (`manual_dir`). It goes through the same reader, validation and split as `cervical-tf convert`
-(defaults: 15% val, 15% test, seed 0), so it yields the same boxes, classes and splits.
+(defaults: 15% val, 15% test, seed 0), so it yields the same images, boxes and splits.
+
+Label ids are those of the label_map.pbtxt `convert` writes for SIPaKMeD: 1..5 in sorted
+class-name order, with 0 reserved for the background, as official.vision expects. The ClassLabel's
+names are ["background", *classes in label-map order], so `names[id]` is the class of label-map
+id `id`. `convert` numbers the classes it finds, so the two maps are identical for SIPaKMeD as
+published (all five classes); for a folder with fewer classes, give `convert --label-map` a
+five-class map to keep the ids.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from cervical_tf.errors import DataError
+from tfrecords_gen.label_map import build_label_map
 from tfrecords_gen.readers.sipakmed import CLASS_NAMES
 from tfrecords_gen.readers.sipakmed import read as read_sipakmed
 from tfrecords_gen.records import ImageRecord, ReaderInput
@@ -24,14 +32,18 @@ VAL_FRACTION = 0.15
 TEST_FRACTION = 0.15
 SPLIT_SEED = 0
 TFDS_SPLITS = {"train": "train", "val": "validation", "test": "test"}
+LABEL_MAP = build_label_map(CLASS_NAMES)
+# Index == label-map id: the background takes index 0, which no box uses.
+LABEL_NAMES = ("background", *sorted(LABEL_MAP, key=LABEL_MAP.__getitem__))
 
 
 class Sipakmed(tfds.core.GeneratorBasedBuilder):
     """SIPaKMeD cluster images with one box per annotated cell (from its cytoplasm boundary)."""
 
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("2.0.0")
     RELEASE_NOTES: ClassVar[dict[str, str]] = {
-        "1.0.0": "Cluster images with cell boxes from the cytoplasm .dat boundaries."
+        "1.0.0": "Cluster images with cell boxes from the cytoplasm .dat boundaries.",
+        "2.0.0": "Label ids are label_map.pbtxt's (1..5, sorted names; 0 = background), as in convert.",
     }
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Download SIPaKMeD (the five im_<Class> archives from the authors' page, or the Kaggle mirror), "
@@ -48,7 +60,7 @@ class Sipakmed(tfds.core.GeneratorBasedBuilder):
                     "objects": tfds.features.Sequence(
                         {
                             "bbox": tfds.features.BBoxFeature(),  # normalized [ymin, xmin, ymax, xmax]
-                            "label": tfds.features.ClassLabel(names=CLASS_NAMES),
+                            "label": tfds.features.ClassLabel(names=LABEL_NAMES),
                         }
                     ),
                 }
