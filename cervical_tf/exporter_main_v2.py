@@ -1,7 +1,9 @@
-"""`python -m cervical_tf.exporter_main_v2 --pipeline_config_path ... --trained_checkpoint_dir ...`.
+"""`python -m cervical_tf.exporter_main_v2 --trained_checkpoint_dir ... --output_directory ...`.
 
 The TF Object Detection API's export entry point, with the same flags, for scripts written
-against it; it is exactly `cervical-tf export`.
+against it; it is exactly `cervical-tf export`. The model is built from the config training
+wrote (MODEL_DIR/params.yaml); --pipeline_config_path is still accepted and checked against it:
+a model field that differs is an error, not a silently different model.
 """
 
 import sys

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from cervical_tf.errors import DataError
 from cervical_tf.export.signature import INPUT_TYPES
-from tfrecords_gen.label_map import read_label_map
 
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:
@@ -16,7 +16,8 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         help="export a trained checkpoint as a SavedModel (TF OD API signature)",
         description="Write OUTPUT/saved_model (serving_default: input_tensor uint8 [1,H,W,3] -> "
         "detection_boxes normalized [ymin,xmin,ymax,xmax] of the original image, detection_scores, "
-        "detection_classes, num_detections), OUTPUT/checkpoint, OUTPUT/params.yaml, OUTPUT/label_map.pbtxt.",
+        "detection_classes, num_detections), OUTPUT/checkpoint, OUTPUT/params.yaml, OUTPUT/label_map.pbtxt. "
+        "The model is built from MODEL_DIR/params.yaml, the config training wrote.",
     )
     add_exporter_flags(parser)
     parser.set_defaults(handler=run)
@@ -25,7 +26,10 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
 def add_exporter_flags(parser: argparse.ArgumentParser) -> None:
     """The flags of the OD API's exporter_main_v2.py, plus --data and --params_override."""
     parser.add_argument(
-        "--pipeline_config_path", type=Path, required=True, help="the experiment YAML trained"
+        "--pipeline_config_path",
+        type=Path,
+        help="optional: the experiment YAML trained, checked against MODEL_DIR/params.yaml (a model "
+        "field that differs is an error); needed only for a model dir without params.yaml",
     )
     parser.add_argument(
         "--trained_checkpoint_dir",
@@ -41,7 +45,11 @@ def add_exporter_flags(parser: argparse.ArgumentParser) -> None:
         help="the converted folder trained on (label map); default: the label map training "
         "copied into --trained_checkpoint_dir",
     )
-    parser.add_argument("--params_override", help="as for train, if training used one")
+    parser.add_argument(
+        "--params_override",
+        help="optional, checked like --pipeline_config_path; only task.model.detection_generator.* "
+        "(post-processing: score threshold, NMS, max detections) may differ from training",
+    )
     parser.add_argument("--alsologtostderr", action="store_true")
 
 
@@ -49,16 +57,19 @@ def run(args: argparse.Namespace) -> None:
     from cervical_tf.training.logs import quiet_logs
 
     quiet_logs(args.alsologtostderr)
+    from cervical_tf.export.config import ExportConfigRequest, export_config, model_dir_of
     from cervical_tf.export.saved_model import ExportRequest, export
-    from cervical_tf.training.config import ConfigRequest, class_count_override, load_experiment
 
-    label_map_path = _label_map(args.data, args.trained_checkpoint_dir)
-    params = load_experiment(
-        ConfigRequest(args.pipeline_config_path, params_override=args.params_override),
-        extra=class_count_override(read_label_map(label_map_path)),
+    label_map_path = _label_map(args.data, model_dir_of(args.trained_checkpoint_dir))
+    resolved = export_config(
+        ExportConfigRequest(
+            args.trained_checkpoint_dir, label_map_path, args.pipeline_config_path, args.params_override
+        )
     )
+    for note in resolved.notes:
+        print(f"note: {note}", file=sys.stderr)
     output = export(
-        params,
+        resolved.params,
         ExportRequest(args.trained_checkpoint_dir, args.output_directory, label_map_path, args.input_type),
     )
     print(
@@ -67,9 +78,8 @@ def run(args: argparse.Namespace) -> None:
     )
 
 
-def _label_map(data_dir: Path | None, checkpoint_dir: Path) -> Path:
-    candidates = [data_dir / "label_map.pbtxt"] if data_dir else [checkpoint_dir / "label_map.pbtxt"]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise DataError(f"{candidates[0]}: not found; pass --data with the folder `cervical-tf convert` wrote")
+def _label_map(data_dir: Path | None, model_dir: Path) -> Path:
+    candidate = (data_dir or model_dir) / "label_map.pbtxt"
+    if not candidate.is_file():
+        raise DataError(f"{candidate}: not found; pass --data with the folder `cervical-tf convert` wrote")
+    return candidate
