@@ -104,8 +104,14 @@ def test_train_writes_a_readable_model_directory(trained: dict[str, Path]) -> No
 def test_train_resumes_where_it_stopped(trained: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
     capsys.readouterr()
     assert train(trained, 4) == 0
-    printed = capsys.readouterr().out
-    assert "step 4/4" in printed and "step 2/4" not in printed  # continued from step 2, not from 0
+    printed = capsys.readouterr()
+    assert "step 4/4" in printed.out and "step 2/4" not in printed.out  # continued from step 2, not from 0
+    assert "evaluation at step 4: AP" in printed.out
+    # Orbit's per-loop lines, official.vision's absl lines and pycocotools' prints go to train.log only.
+    log = (trained["model"] / "train.log").read_text()
+    for noise in ("train | step:", "loading annotations", "Number of trainable params"):
+        assert noise not in printed.out + printed.err
+        assert noise in log
     assert tf.train.latest_checkpoint(str(trained["model"])).endswith("ckpt-4")
     rows = (trained["model"] / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step,AP,AP50,AP75,ARmax100")

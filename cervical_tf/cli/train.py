@@ -73,9 +73,6 @@ def add_model_main_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from cervical_tf.training.logs import quiet_logs
-
-    quiet_logs(args.alsologtostderr)
     from cervical_tf.training import runner
     from cervical_tf.training.config import ConfigRequest, label_map_for, load_experiment
 
@@ -106,6 +103,7 @@ def run(args: argparse.Namespace) -> None:
             args.checkpoint_dir,
             label_map_for(params, args.data),
             args.validation_images,
+            args.alsologtostderr,
         ),
     )
     print(f"model directory: {args.model_dir}  (tensorboard --logdir {args.model_dir})")

@@ -6,6 +6,7 @@ import csv
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -20,9 +21,10 @@ SUMMARY_METRICS = ("AP", "AP50", "AP75", "ARmax100")
 class ProgressLine:
     """Prints `step N/M  loss L  S steps/s  ETA` after every training loop (steps_per_loop steps)."""
 
-    def __init__(self, total_steps: int, current_step: Callable[[], int]) -> None:
+    def __init__(self, total_steps: int, current_step: Callable[[], int], terminal: TextIO) -> None:
         self._total_steps = total_steps
         self._current_step = current_step
+        self._terminal = terminal
         self._last: tuple[float, int] | None = None
 
     def __call__(self, output: Mapping[str, object]) -> None:
@@ -34,15 +36,16 @@ class ProgressLine:
             remaining = max(0, self._total_steps - step) / steps_per_second
             line += f"  {steps_per_second:.2f} steps/s  ETA {_duration(remaining)}"
         self._last = (now, step)
-        print(line, flush=True)
+        print(line, file=self._terminal, flush=True)
 
 
 class MetricsCsv:
     """Appends one row per evaluation to metrics.csv: step, AP, AP50, AP75, AR100, per-class AP and AP50."""
 
-    def __init__(self, path: Path, current_step: Callable[[], int]) -> None:
+    def __init__(self, path: Path, current_step: Callable[[], int], terminal: TextIO) -> None:
         self._path = path
         self._current_step = current_step
+        self._terminal = terminal
 
     def __call__(self, output: Mapping[str, object]) -> None:
         row = {"step": self._current_step()}
@@ -61,6 +64,7 @@ class MetricsCsv:
         print(
             f"evaluation at step {row['step']}: AP {row.get('AP', float('nan')):.3f}  "
             f"AP50 {ap50 if ap50 is not None else float('nan'):.3f}  (metrics.csv)",
+            file=self._terminal,
             flush=True,
         )
 

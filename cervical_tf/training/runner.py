@@ -11,8 +11,10 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from cervical_tf.errors import DataError
+from cervical_tf.training.logs import LOG_NAME, training_logs
 from tfrecords_gen.label_map import read_label_map
 
 MODES = ("train", "train_and_eval", "eval", "continuous_eval")
@@ -25,10 +27,21 @@ class TrainRequest:
     checkpoint_dir: Path | None = None  # evaluate checkpoints from here (model_dir gets the results)
     label_map_path: Path | None = None
     validation_images: int = 3
+    also_log_to_terminal: bool = False  # --alsologtostderr: official.vision's own lines on the terminal too
 
 
 def run(params, request: TrainRequest) -> dict:
-    """Run `request.mode` on the locked experiment `params`; returns the last evaluation's metrics."""
+    """Run `request.mode` on the locked experiment `params`; returns the last evaluation's metrics.
+
+    The terminal shows the progress line and evaluation summaries; everything else goes to
+    MODEL_DIR/train.log (see `logs.training_logs`).
+    """
+    with training_logs(request.model_dir, request.also_log_to_terminal) as terminal:
+        print(f"logs: {request.model_dir / LOG_NAME}", file=terminal, flush=True)
+        return _run(params, request, terminal)
+
+
+def _run(params, request: TrainRequest, terminal: TextIO) -> dict:
     import orbit
     import tensorflow as tf
     from official.common import distribute_utils
@@ -59,9 +72,11 @@ def run(params, request: TrainRequest) -> dict:
         """Adds our actions (they need the trainer, built in __init__) and reads --checkpoint_dir."""
 
         def _build_controller(self, trainer, evaluator, **kwargs) -> orbit.Controller:
-            train_actions = [ProgressLine(params.trainer.train_steps, lambda: int(self.trainer.global_step))]
+            train_actions = [
+                ProgressLine(params.trainer.train_steps, lambda: int(self.trainer.global_step), terminal)
+            ]
             eval_actions = [
-                MetricsCsv(request.model_dir / "metrics.csv", lambda: int(self.trainer.global_step))
+                MetricsCsv(request.model_dir / "metrics.csv", lambda: int(self.trainer.global_step), terminal)
             ]
             if request.validation_images and params.task.validation_data.input_path:
                 eval_actions.append(
