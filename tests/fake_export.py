@@ -2,6 +2,8 @@
 
 It "detects" the extent of the dark pixels (channel mean < 60) as class 2 and of the grey pixels
 (60 <= mean < 120) as class 1, so tests know exactly which boxes a correct pipeline returns.
+With `seconds_per_call`, every call first sleeps that long (idle, not computing), so server tests
+can make work long without loading the shared CPU cores.
 """
 
 from __future__ import annotations
@@ -9,20 +11,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import tensorflow as tf
+from tensorflow.python.data.experimental.ops.testing import sleep
 
 FAKE_ROWS = 5  # the fake model pads its outputs to this many rows, like a real export's max_total_size
 
 
 class DarkAndGreyDetector(tf.Module):
     """Finds the extent of the dark pixels as class 2 (score 0.9) and of the grey pixels as class 1
-    (score `grey_score`), in the export's output format."""
+    (score `grey_score`), in the export's output format, after sleeping `seconds_per_call`."""
 
-    def __init__(self, grey_score: float) -> None:
+    def __init__(self, grey_score: float, seconds_per_call: float = 0.0) -> None:
         super().__init__()
         self._scores = tf.constant([0.9, grey_score])
+        self._pause_us = round(seconds_per_call * 1_000_000)
 
     @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name="input_tensor")])
     def serve(self, input_tensor: tf.Tensor) -> dict[str, tf.Tensor]:
+        if self._pause_us:  # an empty dataset that sleeps once: a graph op, so it survives saving
+            pause = (
+                tf.data.Dataset.range(0).apply(sleep(self._pause_us)).reduce(tf.constant(0, tf.int64), tf.add)
+            )
+            input_tensor += tf.cast(pause, tf.uint8)  # adds 0, but makes the model wait for the pause
         brightness = tf.reduce_mean(tf.cast(input_tensor[0], tf.float32), axis=-1)
         dark_box, dark_found = _extent(brightness < 60)
         grey_box, grey_found = _extent((brightness >= 60) & (brightness < 120))
@@ -53,9 +62,9 @@ def _extent(mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.cast(tf.stack([y_min, x_min, y_max, x_max]), tf.float32) / size, tf.reduce_any(mask)
 
 
-def write_fake_export(export_dir: Path, grey_score: float = 0.4) -> Path:
+def write_fake_export(export_dir: Path, grey_score: float = 0.4, seconds_per_call: float = 0.0) -> Path:
     """EXPORT_DIR/saved_model + label_map.pbtxt (1 grey, 2 dark) as `cervical-tf export` writes them."""
-    module = DarkAndGreyDetector(grey_score)
+    module = DarkAndGreyDetector(grey_score, seconds_per_call)
     tf.saved_model.save(module, str(export_dir / "saved_model"), signatures={"serving_default": module.serve})
     (export_dir / "label_map.pbtxt").write_text(
         "item {\n  id: 1\n  name: 'grey'\n}\nitem {\n  id: 2\n  name: 'dark'\n}\n", encoding="utf-8"

@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -19,12 +20,29 @@ class ServerFailed(RuntimeError):
     """The server exited or did not become ready; the message holds its log."""
 
 
+@dataclass(frozen=True)
+class ServerProcess:
+    """A started server: its base URL and its process (for tests that signal it themselves)."""
+
+    url: str
+    process: subprocess.Popen
+
+
 @contextmanager
 def running_server(arguments: Sequence[str], log_path: Path, startup_seconds: float = 120.0) -> Iterator[str]:
     """Yield the base URL of `cervical-tf serve ARGUMENTS` on 127.0.0.1 once /readyz answers 200.
 
     The server's output goes to `log_path`; it is stopped (terminate, then kill) on exit.
     """
+    with server_process(arguments, log_path, startup_seconds) as server:
+        yield server.url
+
+
+@contextmanager
+def server_process(
+    arguments: Sequence[str], log_path: Path, startup_seconds: float = 120.0
+) -> Iterator[ServerProcess]:
+    """As `running_server`, yielding the process too; stopped on exit unless it has already ended."""
     port = free_port()
     command = [
         sys.executable,
@@ -42,7 +60,7 @@ def running_server(arguments: Sequence[str], log_path: Path, startup_seconds: fl
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_ready(url, process, log_path, startup_seconds)
-        yield url
+        yield ServerProcess(url, process)
     finally:
         process.terminate()
         try:
