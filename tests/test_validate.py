@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+from oriented_images import save_oriented
 from PIL import Image
 
 from cervical_tf.errors import DataError
@@ -106,6 +108,28 @@ def test_validate_declared_size_must_match_the_file(tmp_path: Path) -> None:
     assert kinds(result) == [(Kind.SIZE_MISMATCH, 2, True)]
     assert "annotation says 100x200" in result.problems[0].message
     assert result.records == []
+
+
+def test_validate_takes_boxes_in_the_displayed_frame_of_an_exif_rotated_image(tmp_path: Path) -> None:
+    """Stored 200 wide and 100 high, shown 100 wide and 200 high (EXIF orientation 6): a box low
+    in the displayed image is inside it, though below the stored pixels."""
+    displayed = np.full((200, 100, 3), 200, dtype=np.uint8)
+    image = save_oriented(tmp_path / "a.jpg", displayed, 6)
+    result = run(parsed(image, box("NILM", 10, 150, 60, 190), width=100, height=200))
+    assert result.problems == []
+    record = result.records[0]
+    assert (record.width, record.height) == (100, 200)
+    assert [(b.x_min, b.y_min, b.x_max, b.y_max) for b in record.boxes] == [(10, 150, 60, 190)]
+
+
+def test_validate_size_mismatch_of_the_stored_frame_names_the_exif_orientation(tmp_path: Path) -> None:
+    displayed = np.full((200, 100, 3), 200, dtype=np.uint8)
+    image = save_oriented(tmp_path / "a.jpg", displayed, 6)
+    result = run(parsed(image, box("NILM", 1, 1, 5, 5), width=200, height=100))
+    assert kinds(result) == [(Kind.SIZE_MISMATCH, 2, True)]
+    message = result.problems[0].message
+    assert "annotation says 200x100" in message and "100x200 as displayed" in message
+    assert "EXIF orientation 6" in message and "annotations must be in the displayed frame" in message
 
 
 def test_validate_missing_unreadable_and_truncated_images(tmp_path: Path) -> None:

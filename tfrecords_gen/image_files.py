@@ -1,13 +1,13 @@
-"""Finding image files, reading their size without decoding the pixels, and making pixels 8-bit."""
+"""Finding image files and reading their displayed size from the header (see cervical_tf.images)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from cervical_tf.errors import DataError
+from cervical_tf.images import displayed_size
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 
@@ -23,25 +23,15 @@ def find_images(folder: Path, recursive: bool = False) -> list[Path]:
 
 
 def read_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the image header; raises DataError naming the file when unreadable."""
+    """(width, height) as displayed (EXIF orientation applied), the frame annotations are in.
+
+    Read from the header, except for a PNG, whose EXIF may follow the pixel data (see
+    `exif_orientation`). Raises DataError naming the file when unreadable.
+    """
     try:
         with Image.open(path) as image:
-            return image.size
+            return displayed_size(image)
     except FileNotFoundError as error:
         raise DataError(f"{path}: image file not found") from error
-    except (UnidentifiedImageError, OSError) as error:
-        raise DataError(f"{path}: cannot read image header: {error}") from error
-
-
-def to_8_bit(image: Image.Image) -> Image.Image:
-    """8-bit grey or RGB, the same pixels for training (TFRecords) and prediction.
-
-    16- and 32-bit integer grey is scaled by 1/257 (Pillow's convert("L") would clip it at 255);
-    float grey is clipped to 0-255; RGBA and palette images become RGB.
-    """
-    if image.mode.startswith("I;16") or image.mode == "I":
-        pixels = np.asarray(image, dtype=np.int64)
-        return Image.fromarray(np.clip(pixels // 257, 0, 255).astype(np.uint8), mode="L")
-    if image.mode == "F":
-        return Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8), mode="L")
-    return image.convert("L" if image.mode in ("L", "1") else "RGB")
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as error:
+        raise DataError(f"{path}: cannot read the image size: {error}") from error

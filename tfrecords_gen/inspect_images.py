@@ -1,46 +1,59 @@
-"""Open every image once, fully: its true size, whether it decodes, and a content digest."""
+"""Open every image once, fully, with the project's decoder: its displayed size, whether it decodes,
+and a content digest."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from cervical_tf.images import displayed_pixels, exif_orientation
 from tfrecords_gen.records import Kind
 
 
 @dataclass(frozen=True)
 class ImageFacts:
-    """What the file really holds. `problem_kind` is set (and size is None) when it cannot be used."""
+    """A usable image. width x height is its size as displayed, the frame annotations are in;
+    `stored_size` (width, height) differs when its EXIF orientation turns it by 90 degrees."""
 
     path: Path
-    width: int | None = None
-    height: int | None = None
-    sha1: str | None = None
-    problem_kind: str | None = None
-    problem: str | None = None
+    width: int
+    height: int
+    sha1: str
+    orientation: int
+    stored_size: tuple[int, int]
 
 
-def inspect_image(path: Path) -> ImageFacts:
-    """Decode `path` completely; a header that reads but pixels that do not is a truncated image."""
+@dataclass(frozen=True)
+class ImageProblem:
+    """Why the file cannot be used: a `records.Kind` and what went wrong."""
+
+    path: Path
+    kind: str
+    message: str
+
+
+def inspect_image(path: Path) -> ImageFacts | ImageProblem:
+    """Decode `path` as every later step will; a header that reads but pixels that do not is a
+    truncated image."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return ImageFacts(path, problem_kind=Kind.MISSING_IMAGE, problem="image file not found")
+        return ImageProblem(path, Kind.MISSING_IMAGE, "image file not found")
     except OSError as error:
-        return ImageFacts(path, problem_kind=Kind.UNREADABLE_IMAGE, problem=f"cannot read file: {error}")
+        return ImageProblem(path, Kind.UNREADABLE_IMAGE, f"cannot read file: {error}")
     try:
-        image = Image.open(path)
+        image = Image.open(io.BytesIO(data))
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
-        return ImageFacts(path, problem_kind=Kind.UNREADABLE_IMAGE, problem=f"not a readable image: {error}")
+        return ImageProblem(path, Kind.UNREADABLE_IMAGE, f"not a readable image: {error}")
     with image:
         try:
-            image.load()
+            width, height = displayed_pixels(image).size
         except (OSError, SyntaxError, ValueError) as error:
-            return ImageFacts(
-                path, problem_kind=Kind.TRUNCATED_IMAGE, problem=f"pixel data cannot be decoded: {error}"
-            )
-        width, height = image.size
-    return ImageFacts(path, width, height, hashlib.sha1(data).hexdigest())
+            return ImageProblem(path, Kind.TRUNCATED_IMAGE, f"pixel data cannot be decoded: {error}")
+        return ImageFacts(
+            path, width, height, hashlib.sha1(data).hexdigest(), exif_orientation(image), image.size
+        )

@@ -4,8 +4,9 @@ Readers produce `ParsedImage`s: what an annotation file says, unchecked, with th
 value came from so that problems can name the file and line. `validate` turns them into
 `ImageRecord`s, whose boxes are guaranteed to lie inside the image they belong to.
 
-Boxes are pixels, `[x_min, y_min, x_max, y_max]`, float, in original image coordinates with the
-origin at the top-left corner of the top-left pixel.
+Boxes are pixels, `[x_min, y_min, x_max, y_max]`, float, in the coordinates of the image as
+displayed (EXIF orientation applied, see `cervical_tf.images`) with the origin at the top-left
+corner of the top-left pixel.
 """
 
 from __future__ import annotations

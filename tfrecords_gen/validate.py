@@ -1,6 +1,11 @@
 """Check parsed annotations against the image files; nothing bad passes silently.
 
-Every problem names its file (and line) and kind; see `records.Kind`. Fatal problems make
+Every problem names its file (and line) and kind; see `records.Kind`. Annotations are taken to be
+in the frame the image is displayed in (EXIF orientation applied, as by every step that reads
+pixels): sizes, clipping and "outside the image" use the displayed size. A 90-degree orientation
+whose stored size is the declared one is named in the size_mismatch message; a mirrored or
+upside-down one (EXIF 2-4) keeps the size, so boxes drawn on the stored pixels cannot be told from
+correct ones. Fatal problems make
 `cervical-tf convert --on-error fail` exit non-zero; under `--on-error skip` the item they
 concern (a box, or a whole image) is left out and listed in rejected.csv. Nothing else is left out.
 """
@@ -16,7 +21,7 @@ from pathlib import Path, PurePath
 
 from cervical_tf.errors import DataError
 from tfrecords_gen.image_files import find_images
-from tfrecords_gen.inspect_images import ImageFacts, inspect_image
+from tfrecords_gen.inspect_images import ImageFacts, ImageProblem, inspect_image
 from tfrecords_gen.parallel import map_in_order
 from tfrecords_gen.records import (
     Box,
@@ -77,8 +82,8 @@ def validate(
     first_path_by_digest: dict[str, Path] = {}
     records = []
     for image in parsed:
-        image_facts = facts[image.image_path]
-        if not _image_is_usable(image, image_facts, first_path_by_digest, problems):
+        image_facts = _usable_facts(image, facts[image.image_path], first_path_by_digest, problems)
+        if image_facts is None:
             continue
         boxes = [
             box
@@ -146,25 +151,22 @@ def _drop_duplicate_paths(parsed: list[ParsedImage], problems: list[Problem]) ->
     return unique
 
 
-def _image_is_usable(
-    image: ParsedImage, facts: ImageFacts, first_path_by_digest: dict[str, Path], problems: list[Problem]
-) -> bool:
+def _usable_facts(
+    image: ParsedImage,
+    facts: ImageFacts | ImageProblem,
+    first_path_by_digest: dict[str, Path],
+    problems: list[Problem],
+) -> ImageFacts | None:
+    """The image's facts, or None after recording why it cannot be used (unreadable, wrong size,
+    a duplicate)."""
     where = image.origin
-    if facts.problem_kind is not None:
-        problems.append(Problem(where, facts.problem_kind, f"{image.image_path}: {facts.problem}"))
-        return False
+    if isinstance(facts, ImageProblem):
+        problems.append(Problem(where, facts.kind, f"{image.image_path}: {facts.message}"))
+        return None
     declared = (image.width, image.height)
     if image.width is not None and image.height is not None and declared != (facts.width, facts.height):
-        problems.append(
-            Problem(
-                where,
-                Kind.SIZE_MISMATCH,
-                f"annotation says {image.width}x{image.height}, {image.image_path} is "
-                f"{facts.width}x{facts.height}",
-            )
-        )
-        return False
-    assert facts.sha1 is not None  # set whenever problem_kind is None
+        problems.append(Problem(where, Kind.SIZE_MISMATCH, _size_mismatch(image, facts)))
+        return None
     if facts.sha1 in first_path_by_digest:
         problems.append(
             Problem(
@@ -173,9 +175,22 @@ def _image_is_usable(
                 f"{image.image_path} has the same content as {first_path_by_digest[facts.sha1]}",
             )
         )
-        return False
+        return None
     first_path_by_digest[facts.sha1] = image.image_path
-    return True
+    return facts
+
+
+def _size_mismatch(image: ParsedImage, facts: ImageFacts) -> str:
+    """The message; it names the EXIF orientation when the declared size is the stored, unturned one."""
+    displayed = f"{facts.width}x{facts.height}" + (" as displayed" if facts.orientation != 1 else "")
+    message = f"annotation says {image.width}x{image.height}, {image.image_path} is {displayed}"
+    if (image.width, image.height) != facts.stored_size:
+        return message
+    stored_width, stored_height = facts.stored_size
+    return (
+        f"{message}: EXIF orientation {facts.orientation} turns its stored {stored_width}x{stored_height} "
+        "pixels on display; annotations must be in the displayed frame (as a viewer shows the image)"
+    )
 
 
 def _check_box(
@@ -186,7 +201,6 @@ def _check_box(
     problems: list[Problem],
 ) -> Box | None:
     """The box clipped to the image, or None after recording why it cannot be used."""
-    assert facts.width is not None and facts.height is not None
     width, height = facts.width, facts.height
     corners = (parsed.x_min, parsed.y_min, parsed.x_max, parsed.y_max)
     shown = f"{parsed.label} box {_format_box(corners)}"

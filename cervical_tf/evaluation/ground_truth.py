@@ -10,16 +10,17 @@ TensorFlow is imported only when TFRecords are read.
 from __future__ import annotations
 
 import glob
+import io
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from cervical_tf.boxes import xywh_to_xyxy
 from cervical_tf.errors import DataError
+from cervical_tf.images import load_image
 from tfrecords_gen.label_map import read_label_map
 
 
@@ -163,7 +164,12 @@ def _loaded_image(example: dict, position: int, path: Path) -> LoadedImage:
         key: tf.sparse.to_dense(example[f"image/object/bbox/{key}"]).numpy()
         for key in ("xmin", "ymin", "xmax", "ymax")
     }
-    pixels = tf.io.decode_image(example["image/encoded"], channels=3, expand_animations=False).numpy()
+    try:  # decoded as predict decodes files, so evaluate measures what predict would find
+        pixels = load_image(io.BytesIO(example["image/encoded"].numpy()))
+    except DataError as error:
+        raise DataError(
+            f"{path}: {name}: image/encoded cannot be decoded: {error.__cause__ or error}"
+        ) from error
     if pixels.shape[:2] != (height, width):
         raise DataError(
             f"{path}: {name}: image/width x image/height say {width}x{height}, "
@@ -247,16 +253,15 @@ def _open_coco(json_path: Path, images_dir: Path | None) -> GroundTruthSource:
 
 
 def _read_image(path: Path, width: int, height: int, json_path: Path) -> np.ndarray:
-    """An image file as uint8 [height, width, 3] RGB, checked against the size the JSON declares."""
+    """An image file as the decoder gives it, checked against the size the JSON declares (the
+    displayed size: EXIF orientation applied)."""
     try:
-        with Image.open(path) as image:
-            pixels = np.asarray(image.convert("RGB"))
-    except OSError as error:
-        raise DataError(
-            f"{json_path}: image {path} cannot be read ({error}); point --images at the image folder"
-        ) from error
+        pixels = load_image(path)
+    except DataError as error:
+        raise DataError(f"{json_path}: {error}; point --images at the image folder") from error
     if pixels.shape[:2] != (height, width):
         raise DataError(
-            f"{json_path}: {path} is {pixels.shape[1]}x{pixels.shape[0]}, the JSON says {width}x{height}"
+            f"{json_path}: {path} is {pixels.shape[1]}x{pixels.shape[0]} as displayed, "
+            f"the JSON says {width}x{height}"
         )
     return pixels
