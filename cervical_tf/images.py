@@ -46,7 +46,9 @@ def displayed_pixels(opened: Image.Image) -> Image.Image:
     Raises Pillow's errors (OSError, SyntaxError, ValueError) when the pixel data is corrupt.
     """
     opened.load()
-    return to_8_bit(ImageOps.exif_transpose(opened))
+    if exif_orientation(opened) != 1:  # exif_transpose would otherwise copy the pixels once more
+        opened = ImageOps.exif_transpose(opened)
+    return to_8_bit(opened)
 
 
 def exif_orientation(image: Image.Image) -> int:
