@@ -1,10 +1,10 @@
 """`cervical-tf serve`: the real server, started as a subprocess on 127.0.0.1, spoken to over HTTP.
 
 One server (module fixture) serves the fake export twice: as `fake` and, named by its folder, as
-`second`; with --max-upload-mb 1 and --max-image-pixels 1000000 so the limits are testable with
-small requests, and --abnormal dark. The fake model finds dark pixels as class 2 'dark' (0.9) and
-grey ones as class 1 'grey' (0.4). A few in-process tests cover what a live server cannot show
-deterministically (a full queue, an unexpected exception).
+`second`; with --max-upload-mb 1, --max-predict-mb 0.5 and --max-image-pixels 1000000 so the
+limits are testable with small requests, and --abnormal dark. The fake model finds dark pixels as
+class 2 'dark' (0.9) and grey ones as class 1 'grey' (0.4). A few in-process tests cover what a
+live server cannot show deterministically (a full queue, an unexpected exception).
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ from cervical_tf import cli
 from cervical_tf.cli.serve import parse_models
 from cervical_tf.errors import DataError
 from cervical_tf.inference.predictor import Predictor
-from cervical_tf.serve.limits import ModelSlots, RequestError, ServeLimits
+from cervical_tf.serve.jobs import Job
+from cervical_tf.serve.limits import RequestError, ServeLimits
+from cervical_tf.serve.slots import WorkerSlots
 from cervical_tf.serve.tf_serving import parse_predict_request
 
 
@@ -47,7 +49,7 @@ def server(export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     second = shutil.copytree(export_dir, tmp_path_factory.mktemp("copy") / "second")
     log_path = tmp_path_factory.mktemp("log") / "server.log"
     arguments = ["--model", f"fake={export_dir}", "--model", str(second), "--max-upload-mb", "1"]
-    arguments += ["--max-image-pixels", "1000000", "--abnormal", "dark"]
+    arguments += ["--max-predict-mb", "0.5", "--max-image-pixels", "1000000", "--abnormal", "dark"]
     with running_server(arguments, log_path) as base_url:
         yield base_url, log_path
 
@@ -253,11 +255,23 @@ def test_serve_upload_over_the_limit_is_413(client: httpx.Client) -> None:
     assert response.status_code == 413
     assert "--max-upload-mb" in response.json()["error"]
 
+    assert client.get("/healthz").status_code == 200
+
+
+def test_serve_predict_body_over_its_own_limit_is_413(client: httpx.Client) -> None:
+    """:predict JSON has its own limit (--max-predict-mb 0.5 here), under the upload limit (1 MB)."""
+    declared = client.post("/v1/models/fake:predict", content=b" " * 700_000)
+    assert declared.status_code == 413
+    assert declared.json()["error"] == (
+        "the request body is 700000 bytes, over the limit of 0.5 MB (524288 bytes, --max-predict-mb)"
+    )
+
     def chunks() -> Iterator[bytes]:  # no Content-Length: the limit holds while reading
         yield from (b" " * 65536 for _ in range(20))
 
     streamed = client.post("/v1/models/fake:predict", content=chunks())
     assert streamed.status_code == 413
+    assert "--max-predict-mb" in streamed.json()["error"]
     assert client.get("/healthz").status_code == 200
 
 
@@ -342,11 +356,11 @@ def test_serve_full_queue_is_503_with_retry_after() -> None:
     release = threading.Event()
 
     async def scenario() -> RequestError:
-        slots = ModelSlots(max_concurrent=1, timeout_s=0.2)
-        busy = asyncio.create_task(slots.run(lambda: release.wait(10)))
+        slots = WorkerSlots(1, "model", "--max-concurrent")
+        busy = asyncio.create_task(slots.run(Job(timeout_s=10), lambda: release.wait(10)))
         await asyncio.sleep(0.05)  # the first call holds the only slot, in its worker thread
         try:
-            await slots.run(lambda: True)
+            await slots.run(Job(timeout_s=0.2), lambda: True)
         except RequestError as error:
             return error
         finally:
@@ -358,6 +372,7 @@ def test_serve_full_queue_is_503_with_retry_after() -> None:
     error = asyncio.run(scenario())
     assert error.status == 503
     assert error.headers == {"Retry-After": "1"}
+    assert "no model slot became free within 0.2 s (--request-timeout, --max-concurrent)" in error.message
 
 
 def test_serve_unexpected_error_is_500_and_serving_goes_on(export_dir: Path) -> None:

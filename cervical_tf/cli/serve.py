@@ -36,7 +36,18 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8501, help="port (default 8501, TF Serving's REST port)")
     parser.add_argument(
-        "--max-upload-mb", type=float, default=50.0, metavar="MB", help="largest request body (default 50)"
+        "--max-upload-mb",
+        type=float,
+        default=50.0,
+        metavar="MB",
+        help="largest /v1/detect upload (default 50)",
+    )
+    parser.add_argument(
+        "--max-predict-mb",
+        type=float,
+        default=50.0,
+        metavar="MB",
+        help="largest :predict JSON body; parsed JSON takes ~8x its size in memory (default 50)",
     )
     parser.add_argument(
         "--max-image-pixels",
@@ -50,7 +61,8 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         type=float,
         default=60.0,
         metavar="S",
-        help="seconds a request waits for a free model slot before a 503 (default 60)",
+        help="seconds a request may take from its arrival: its body, the wait for a slot and its model "
+        "calls, which are then stopped (408 for a body still arriving, else 503; default 60)",
     )
     parser.add_argument(
         "--max-concurrent",
@@ -58,6 +70,21 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         default=1,
         metavar="N",
         help="model calls running at once (default 1: one call already uses every core)",
+    )
+    parser.add_argument(
+        "--max-tiles",
+        type=int,
+        default=256,
+        metavar="N",
+        help="model calls one /v1/detect request may ask for with tile and overlap, counted from the "
+        "image header; more is refused with 413 (default 256)",
+    )
+    parser.add_argument(
+        "--max-concurrent-parses",
+        type=int,
+        default=1,
+        metavar="N",
+        help=":predict JSON bodies parsed at once (default 1)",
     )
     parser.add_argument(
         "--abnormal",
@@ -79,19 +106,20 @@ def run(args: argparse.Namespace) -> None:
         max_image_pixels=args.max_image_pixels,
         request_timeout_s=args.request_timeout,
         max_concurrent=args.max_concurrent,
+        max_tiles=args.max_tiles,
+        max_predict_bytes=round(args.max_predict_mb * MEGABYTE),
+        max_concurrent_parses=args.max_concurrent_parses,
     )
     # The flags are checked; now the heavy imports (TensorFlow comes with the app).
-    import uvicorn
-
     from cervical_tf.serve.app import create_app
+    from cervical_tf.serve.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(models, limits, args.abnormal)
     for name, path in models.items():
         print(f"serving {name} ({path}) at http://{args.host}:{args.port}/v1/models/{name}", flush=True)
     print(f"web viewer: http://{args.host}:{args.port}/", flush=True)
-    # access_log off: the app logs one line per request itself, with its latency.
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
+    serve(app, args.host, args.port)
 
 
 def parse_models(items: list[str]) -> dict[str, Path]:

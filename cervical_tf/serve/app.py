@@ -2,45 +2,46 @@
 
 The models are loaded (and run once, so the first request pays no tracing) in `create_app`, before
 the server opens its port: a bad export stops `cervical-tf serve` with a message, never a half-up
-server. Models run through `Predictor` only, as in `cervical-tf predict`, in `ModelSlots`' worker
-threads. Every refusal is `{"error": message}` with a 4xx status; anything unexpected is a 500
-`{"error": ...}` logged with its traceback, and the server carries on. One log line per request.
+server. Models run through `Predictor` only, as in `cervical-tf predict`, in `WorkerSlots`' worker
+threads, each request within its `Job` (deadline, disconnect, shutdown; `app.state.jobs` holds
+them for `server.serve`). Refusals, failures and the log line per request: see `refusals`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
-from starlette.exceptions import HTTPException
 
 from cervical_tf.boxes import AGNOSTIC_NMS
 from cervical_tf.errors import DataError
 from cervical_tf.inference import outputs
 from cervical_tf.inference.abnormal import abnormal_classes
 from cervical_tf.inference.detections import Detections
-from cervical_tf.inference.predictor import Predictor, validate_options
+from cervical_tf.inference.predictor import PredictionStopped, Predictor, validate_options
 from cervical_tf.serve import tf_serving
+from cervical_tf.serve.jobs import Job, Jobs, read_in_time, stop_on_disconnect
 from cervical_tf.serve.limits import (
-    ModelSlots,
+    PREDICT_FLAG,
     RequestError,
     ServeLimits,
     check_image,
+    check_tiles,
     decode_image,
     read_body,
     read_upload,
 )
+from cervical_tf.serve.refusals import add_error_handling
+from cervical_tf.serve.slots import WorkerSlots
 
 logger = logging.getLogger("cervical_tf.serve")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -69,15 +70,19 @@ def create_app(models: dict[str, Path], limits: ServeLimits, abnormal: str | Non
         raise DataError("serve: no model given (--model EXPORT_DIR)")
     Image.MAX_IMAGE_PIXELS = limits.max_image_pixels
     served = load_models(models, abnormal)
-    slots = ModelSlots(limits.max_concurrent, limits.request_timeout_s)
+    jobs = Jobs()
+    model_slots = WorkerSlots(limits.max_concurrent, "model", "--max-concurrent")
+    parse_slots = WorkerSlots(limits.max_concurrent_parses, "JSON parsing", "--max-concurrent-parses")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        slots.close()
+        model_slots.close()
+        parse_slots.close()
 
     app = FastAPI(title="cervical-tf serve", lifespan=lifespan)
-    _add_error_handling(app)
+    app.state.jobs = jobs
+    add_error_handling(app)
 
     def model(name: str, version: str | None = None) -> ServedModel:
         if name not in served or version not in (None, tf_serving.MODEL_VERSION):
@@ -111,16 +116,14 @@ def create_app(models: dict[str, Path], limits: ServeLimits, abnormal: str | Non
     @app.post("/v1/models/{name}/versions/{version}:predict")
     async def predict(request: Request, name: str, version: str | None = None) -> JSONResponse:
         chosen = model(name, version)
-        body = await read_body(request, limits.max_upload_bytes)
-        parsed = await asyncio.to_thread(tf_serving.parse_predict_request, body, chosen.signature)
-
-        def run_all() -> list[dict[str, np.ndarray]]:
-            try:
-                return [chosen.predictor.run_signature(inputs) for inputs in parsed.runs]
-            except DataError as error:
-                raise RequestError(400, str(error)) from error
-
-        return JSONResponse(tf_serving.predict_response(parsed, await slots.run(run_all)))
+        with jobs.start(limits.request_timeout_s) as job:
+            body = await read_in_time(job, read_body(request, limits.max_predict_bytes, PREDICT_FLAG))
+            async with stop_on_disconnect(request, job):
+                parsed = await parse_slots.run(
+                    job, lambda: tf_serving.parse_predict_request(body, chosen.signature)
+                )
+                results = await model_slots.run(job, lambda: run_instances(chosen, parsed, job))
+        return JSONResponse(tf_serving.predict_response(parsed, results))
 
     @app.post("/v1/detect")
     @app.post("/v1/models/{name}/detect")
@@ -147,22 +150,26 @@ def create_app(models: dict[str, Path], limits: ServeLimits, abnormal: str | Non
             for flag in ("min-score", "max-detections", "tile", "overlap"):
                 message = message.replace(f"--{flag}", flag.replace("-", "_"))
             raise RequestError(400, message) from error
-        filename, data = await read_upload(request, limits.max_upload_bytes)
-        check_image(data, filename, limits)
+        with jobs.start(limits.request_timeout_s) as job:
+            filename, data = await read_in_time(job, read_upload(request, limits.max_upload_bytes))
+            _, width, height = check_image(data, filename, limits)
+            check_tiles(filename, width, height, tile, overlap, limits)
 
-        def run_model() -> Detections:
-            image = decode_image(data, filename)
-            return chosen.predictor.predict(
-                image,
-                filename,
-                tile=tile,
-                overlap=overlap,
-                max_detections=max_detections,
-                min_score=min_score,
-                agnostic_nms=agnostic_nms,
-            )
+            def run_model() -> Detections:
+                image = decode_image(data, filename)
+                return chosen.predictor.predict(
+                    image,
+                    filename,
+                    tile=tile,
+                    overlap=overlap,
+                    max_detections=max_detections,
+                    min_score=min_score,
+                    agnostic_nms=agnostic_nms,
+                    should_stop=job.should_stop,
+                )
 
-        detections = await slots.run(run_model)
+            async with stop_on_disconnect(request, job):
+                detections = await model_slots.run(job, run_model)
         if output_format == "geojson":
             collection = outputs.geojson_collection([detections])
             return JSONResponse(collection, media_type="application/geo+json")
@@ -208,6 +215,22 @@ def load_models(models: dict[str, Path], abnormal: str | None) -> dict[str, Serv
     return served
 
 
+def run_instances(
+    model: ServedModel, parsed: tf_serving.PredictRequest, job: Job
+) -> list[dict[str, np.ndarray]]:
+    """Run a :predict request's instances one by one (an export's batch is 1), while `job` allows."""
+    results = []
+    for inputs in parsed.runs:
+        if job.should_stop():
+            done = f"{len(results)} of {len(parsed.runs)}"
+            raise PredictionStopped(f"{model.name}:predict instances: stopped after {done} model calls")
+        try:
+            results.append(model.predictor.run_signature(inputs))
+        except DataError as error:
+            raise RequestError(400, str(error)) from error
+    return results
+
+
 def detect_response(detections: Detections, model: ServedModel, min_score: float) -> dict:
     """/v1/detect's JSON, the shape the web viewer reads (see the README's `serve` section).
 
@@ -243,43 +266,3 @@ def detect_response(detections: Detections, model: ServedModel, min_score: float
         },
         "abnormal_first": sorted(abnormal_indexes, key=lambda index: -float(detections.scores[index])),
     }
-
-
-def _add_error_handling(app: FastAPI) -> None:
-    """`{"error": message}` for every refusal and failure, and the one log line per request."""
-
-    @app.exception_handler(RequestError)
-    async def refused(_: Request, error: RequestError) -> JSONResponse:
-        return JSONResponse({"error": error.message}, status_code=error.status, headers=error.headers)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
-        message = f"{error.detail}: {request.method} {request.url.path}"
-        return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
-            for problem in error.errors()
-        )
-        return JSONResponse({"error": f"invalid request: {problems}"}, status_code=400)
-
-    @app.middleware("http")
-    async def log_request(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception as error:  # the last resort: answer 500 and keep serving
-            logger.exception("unexpected error on %s %s", request.method, request.url.path)
-            response = JSONResponse(
-                {"error": f"internal error: {type(error).__name__}: {error}"}, status_code=500
-            )
-        logger.info(
-            "%s %s %d %.1f ms",
-            request.method,
-            request.url.path,
-            response.status_code,
-            (time.perf_counter() - started) * 1000,
-        )
-        return response

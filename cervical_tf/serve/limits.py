@@ -1,57 +1,67 @@
-"""What the server refuses and how long it waits: upload size, image checks, bounded model calls.
+"""What the server refuses before any work: body size, image checks, tile count.
 
 Every check raises `RequestError`, which the app answers as `{"error": message}` with its status:
-- 413 an upload over `max_upload_bytes` (checked on Content-Length, then while reading: at most
-  the limit is ever buffered), or an image over `max_image_pixels` (read from the header, before
-  any pixel is decoded: a few-KB PNG can declare 400 million pixels);
+- 413 a body over its limit (`max_upload_bytes` for /v1/detect uploads, `max_predict_bytes` for
+  :predict JSON; checked on Content-Length, then while reading: at most the limit is ever
+  buffered), an image over `max_image_pixels` (read from the header, before any pixel is
+  decoded: a few-KB PNG can declare 400 million pixels), or tiling that would make more than
+  `max_tiles` model calls (computed from the header too);
 - 415 content that is not PNG, JPEG, BMP, TIFF or WebP, whatever its name or Content-Type says;
 - 422 an image whose pixel data cannot be decoded (truncated or corrupt);
-- 503 with Retry-After when no model slot frees up within `request_timeout_s`.
+- 499 (logged only: no one is listening) a client that disconnected while sending its body.
+How long a request may take is `jobs.Job`'s business; how many run at once, `slots.WorkerSlots`'.
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
-import math
 import warnings
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from starlette.datastructures import UploadFile
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from cervical_tf.errors import DataError
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")
 UPLOAD_FIELD = "image"
 MEGABYTE = 1024 * 1024
-Result = TypeVar("Result")
+UPLOAD_FLAG = "--max-upload-mb"
+PREDICT_FLAG = "--max-predict-mb"
 
 
 @dataclass(frozen=True)
 class ServeLimits:
-    """The server's limits (CLI: --max-upload-mb, --max-image-pixels, --request-timeout, --max-concurrent).
+    """The server's limits; `__post_init__` names each one's CLI flag.
 
+    request_timeout_s: all a request may take from its arrival: body, waits, parsing, model calls.
     max_concurrent: model calls running at once; the default 1 keeps a model, which already
     uses every core, from being run twice side by side on a small machine.
+    max_tiles: model calls one /v1/detect request may ask for with `tile` and `overlap`; the
+    default 256 covers a 4000 x 4000 field in 512 px tiles with 128 px overlap (121 tiles).
+    max_predict_bytes and max_concurrent_parses: parsed JSON takes about 8 times its size in
+    memory, and holds the interpreter lock while it is parsed, so one parse at a time is the default.
     """
 
     max_upload_bytes: int = 50 * MEGABYTE
     max_image_pixels: int = 100_000_000
     request_timeout_s: float = 60.0
     max_concurrent: int = 1
+    max_tiles: int = 256
+    max_predict_bytes: int = 50 * MEGABYTE
+    max_concurrent_parses: int = 1
 
     def __post_init__(self) -> None:
         flags = {
-            "max_upload_bytes": "--max-upload-mb",
+            "max_upload_bytes": UPLOAD_FLAG,
             "max_image_pixels": "--max-image-pixels",
             "request_timeout_s": "--request-timeout",
             "max_concurrent": "--max-concurrent",
+            "max_tiles": "--max-tiles",
+            "max_predict_bytes": PREDICT_FLAG,
+            "max_concurrent_parses": "--max-concurrent-parses",
         }
         for name, flag in flags.items():
             if not getattr(self, name) > 0:
@@ -68,24 +78,27 @@ class RequestError(Exception):
         self.headers = headers or {}
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed `max_bytes`."""
+async def read_body(request: Request, max_bytes: int, flag: str) -> bytes:
+    """The request body, refused with 413 (naming `flag`) as soon as it is known to exceed `max_bytes`."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
-        raise _too_large(int(declared), max_bytes)
+        raise _too_large(int(declared), max_bytes, flag)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise _too_large(size, max_bytes, at_least=True)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise _too_large(size, max_bytes, flag, at_least=True)
+            chunks.append(chunk)
+    except ClientDisconnect as error:
+        raise RequestError(499, f"the client disconnected after sending {size} bytes of its body") from error
     return b"".join(chunks)
 
 
 async def read_upload(request: Request, max_bytes: int) -> tuple[str, bytes]:
     """(filename, bytes) of the multipart/form-data field `image`, the body read within the limit."""
-    pending = [await read_body(request, max_bytes)]
+    pending = [await read_body(request, max_bytes, UPLOAD_FLAG)]
 
     async def replay() -> dict:  # hands the body over once, so only the parsed copy stays in memory
         return {"type": "http.request", "body": pending.pop() if pending else b"", "more_body": False}
@@ -149,42 +162,36 @@ def decode_image(data: bytes, filename: str) -> np.ndarray:
         ) from error
 
 
-class ModelSlots:
-    """At most `max_concurrent` model calls at once, each run in a worker thread.
+def check_tiles(
+    filename: str, width: int, height: int, tile: int | None, overlap: int, limits: ServeLimits
+) -> int:
+    """How many model calls /v1/detect makes on a width x height image; 413 over `max_tiles`.
 
-    The event loop never runs a model itself, so health checks and uploads stay responsive while
-    one runs. A request waits for a slot up to `timeout_s`, then gets 503 with Retry-After.
+    Counted as `tiling.tile_count` counts, but without listing the tile offsets: a side may be
+    100 million pixels long.
     """
-
-    def __init__(self, max_concurrent: int, timeout_s: float):
-        self._semaphore = asyncio.Semaphore(max_concurrent)
-        self._executor = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="model")
-        self._timeout_s = timeout_s
-
-    async def run(self, function: Callable[[], Result]) -> Result:
-        """`function()` in a worker thread once a slot is free; RequestError 503 after the timeout."""
-        try:
-            await asyncio.wait_for(self._semaphore.acquire(), self._timeout_s)
-        except TimeoutError as error:
-            raise RequestError(
-                503,
-                f"the server is busy: no model slot became free within {self._timeout_s:g} s "
-                "(--request-timeout, --max-concurrent); retry later",
-                {"Retry-After": str(max(1, math.ceil(self._timeout_s)))},
-            ) from error
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, function)
-        finally:
-            self._semaphore.release()
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+    if tile is None:
+        return 1
+    count = _tiles_along(width, tile, overlap) * _tiles_along(height, tile, overlap)
+    if count > limits.max_tiles:
+        raise RequestError(
+            413,
+            f"{filename}: tile={tile} and overlap={overlap} cut the {width} x {height} image into {count} "
+            f"tiles, one model call each, over the limit of {limits.max_tiles} (--max-tiles); ask for a "
+            "larger tile, a smaller overlap, or no tile",
+        )
+    return count
 
 
-def _too_large(size: int, max_bytes: int, at_least: bool = False) -> RequestError:
+def _tiles_along(length: int, tile: int, overlap: int) -> int:
+    """len(tiling.tile_starts(length, tile, overlap)): stride tile - overlap, the last start flush."""
+    return 1 if length <= tile else -(-(length - tile) // (tile - overlap)) + 1
+
+
+def _too_large(size: int, max_bytes: int, flag: str, at_least: bool = False) -> RequestError:
     amount = f"more than {max_bytes}" if at_least else str(size)
     return RequestError(
         413,
-        f"the upload is {amount} bytes, over the limit of {max_bytes / MEGABYTE:g} MB ({max_bytes} bytes, "
-        "--max-upload-mb)",
+        f"the request body is {amount} bytes, over the limit of {max_bytes / MEGABYTE:g} MB "
+        f"({max_bytes} bytes, {flag})",
     )
