@@ -215,22 +215,10 @@ def test_tensorboard_has_losses_metrics_and_validation_images(trained: dict[str,
 
 @pytest.fixture(scope="module")
 def exported(trained: dict[str, Path]) -> Path:
-    assert (
-        main(
-            [
-                "export",
-                "--pipeline_config_path",
-                str(CONFIG),
-                "--trained_checkpoint_dir",
-                str(trained["model"]),
-                "--output_directory",
-                str(trained["export"]),
-                "--params_override",
-                TINY,
-            ]
-        )
-        == 0
-    )
+    """No config flags: the model is the one MODEL_DIR/params.yaml describes (TINY's 256 px input)."""
+    command = ["export", "--trained_checkpoint_dir", str(trained["model"])]
+    assert main([*command, "--output_directory", str(trained["export"])]) == 0
+    assert "input_size: [256, 256, 3]" in (trained["export"] / "params.yaml").read_text()
     return trained["export"]
 
 
