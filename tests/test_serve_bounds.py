@@ -29,7 +29,9 @@ from server_process import running_server, server_process
 
 from cervical_tf.inference.tiling import tile_count
 from cervical_tf.serve import tf_serving
+from cervical_tf.serve.jobs import Job
 from cervical_tf.serve.limits import RequestError, ServeLimits, check_tiles
+from cervical_tf.serve.slots import WorkerSlots
 
 SECONDS_PER_CALL = 0.2
 REQUEST_TIMEOUT_S = 3
@@ -196,6 +198,31 @@ def test_serve_predict_parses_one_body_at_a_time(fast_export: Path, monkeypatch:
     responses = asyncio.run(three_at_once())
     assert [response.status_code for response in responses] == [200, 200, 200]
     assert most[0] == 1
+
+
+def test_serve_stopped_work_keeps_its_slot_until_the_worker_returns() -> None:
+    """A request answered at its deadline frees the slot only when its worker really ends, so
+    --max-concurrent bounds the model calls running, not just the requests being answered."""
+    release = threading.Event()
+
+    async def scenario() -> tuple[RequestError, RequestError, str]:
+        slots = WorkerSlots(1, "model", "--max-concurrent")
+        try:
+            with pytest.raises(RequestError) as overdue:  # its worker ignores the stop and runs on
+                await slots.run(Job(timeout_s=0.2), lambda: release.wait(10))
+            with pytest.raises(RequestError) as busy:
+                await slots.run(Job(timeout_s=0.2), lambda: "ran beside the first")
+            release.set()
+            return overdue.value, busy.value, await slots.run(Job(timeout_s=10), lambda: "ran after it")
+        finally:
+            release.set()
+            slots.close()
+
+    overdue, busy, after = asyncio.run(scenario())
+    assert (overdue.status, busy.status) == (503, 503)
+    assert "did not finish within 0.2 s (--request-timeout)" in overdue.message
+    assert "no model slot became free" in busy.message
+    assert after == "ran after it"
 
 
 @pytest.mark.parametrize("tile", [32, 33, 100, 512])
