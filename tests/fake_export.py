@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import tensorflow as tf
-from tensorflow.python.data.experimental.ops.testing import sleep
 
 FAKE_ROWS = 5  # the fake model pads its outputs to this many rows, like a real export's max_total_size
 
@@ -28,6 +27,9 @@ class DarkAndGreyDetector(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name="input_tensor")])
     def serve(self, input_tensor: tf.Tensor) -> dict[str, tf.Tensor]:
         if self._pause_us:  # an empty dataset that sleeps once: a graph op, so it survives saving
+            # TensorFlow's own test helper (not public API): imported here, so only the slow mode needs it.
+            from tensorflow.python.data.experimental.ops.testing import sleep
+
             pause = (
                 tf.data.Dataset.range(0).apply(sleep(self._pause_us)).reduce(tf.constant(0, tf.int64), tf.add)
             )
