@@ -24,6 +24,7 @@ from tfrecords_gen.records import Box, ImageRecord
 REPORT_KEYS = {
     "images",
     "ground_truth_boxes",
+    "crowd_regions",
     "detections",
     "min_score",
     "iou_threshold",
@@ -183,6 +184,32 @@ def test_coco_ground_truth_agrees_with_the_tfrecords(tmp_path: Path) -> None:
         assert pixels.shape == (64, 96, 3)
 
 
+def test_both_ground_truth_loaders_read_crowd_regions(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    Image.fromarray(np.full((64, 96, 3), 255, dtype=np.uint8)).save(source / "crowd.png")
+    boxes = (Box("dark", 10, 8, 40, 30), Box("grey", 0, 0, 96, 64, is_crowd=True))
+    record = ImageRecord(source / "crowd.png", "crowd.png", 96, 64, "crowd.png", boxes)
+    writer.write_dataset(
+        tmp_path / "out",
+        [record],
+        {"crowd.png": "test"},
+        {"dark": 1, "grey": 2},
+        0,
+        workers=1,
+        progress=False,
+    )
+    for data in ([str(tmp_path / "out" / "test-*.tfrecord")], [str(tmp_path / "out" / "test_coco.json")]):
+        [(loaded, _)] = open_ground_truth(data, None if "tfrecord" in data[0] else source).images()
+        assert loaded.is_crowd.tolist() == [False, True]
+
+    report = evaluate.evaluate_detections(
+        [loaded], [found("crowd.png", [], [], [])], {1: "dark", 2: "grey"}, set(), 0.5
+    )
+    assert (report["ground_truth_boxes"], report["crowd_regions"]) == (1, 1)
+    assert report["per_class"]["grey"]["ground_truth_boxes"] == 0
+
+
 def test_open_ground_truth_explains_missing_inputs(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no TFRecord file matches"):
         open_ground_truth([str(tmp_path / "test-*.tfrecord")])
@@ -218,6 +245,8 @@ def test_run_writes_the_report_of_a_fake_export(tmp_path: Path, capsys: pytest.C
     screening = report["abnormal"]["image_level"]
     assert (screening["TP"], screening["FN"], screening["TN"], screening["FP"]) == (2, 0, 1, 0)
     assert all((report_dir / name).is_file() for name in report_files.REPORT_FILES)
+    markdown = (report_dir / "report.md").read_text()
+    assert "class-agnostic NMS (--agnostic-nms), which training's validation does not apply" in markdown
     printed = capsys.readouterr().out
     assert "all classes" in printed
     assert str(report_dir / "report.md") in printed

@@ -23,10 +23,21 @@ LABELS = {1: "A", 2: "B"}
 
 
 def truth(
-    name: str, image_id: int, boxes: list[list[float]], class_ids: list[int], size: int = 300
+    name: str,
+    image_id: int,
+    boxes: list[list[float]],
+    class_ids: list[int],
+    size: int = 300,
+    crowd: list[bool] | None = None,
 ) -> GroundTruthImage:
     return GroundTruthImage(
-        name, image_id, size, size, np.array(boxes, np.float32).reshape(-1, 4), np.array(class_ids, np.int32)
+        name,
+        image_id,
+        size,
+        size,
+        np.array(boxes, np.float32).reshape(-1, 4),
+        np.array(class_ids, np.int32),
+        is_crowd=None if crowd is None else np.array(crowd, bool),
     )
 
 
@@ -109,6 +120,34 @@ def test_shifted_box_with_iou_0_6_counts_at_ap50_but_not_at_ap75() -> None:
     assert metrics["per_class"]["A"]["AP50"] == 1.0
     assert metrics["per_class"]["A"]["AP75"] == 0.0
     assert confusion_matrix(ground_truth, detections, {1: "A"}, 0.5)["counts"] == [[1, 0], [0, 0]]
+
+
+def test_crowd_region_is_neither_found_nor_missed_and_detections_inside_it_are_ignored() -> None:
+    # A crowd region of A (COCO iscrowd) and one B cell. Inside the region: a detection of the
+    # whole region and one of a cell in it; elsewhere a false positive and the B cell found.
+    region, cell_b = [0, 0, 150, 150], [200, 200, 260, 260]
+    ground_truth = [truth("one.png", 1, [region, cell_b], [1, 2], crowd=[True, False])]
+    detections = [
+        found(
+            "one.png",
+            [region, [10, 10, 50, 50], [160, 0, 200, 40], cell_b],
+            [0.95, 0.9, 0.8, 0.7],
+            [1, 1, 1, 2],
+        )
+    ]
+    metrics = coco_metrics(ground_truth, detections, LABELS)
+    assert metrics["per_class"]["A"]["AP"] is None  # A has no cell to find, only the region
+    assert metrics["per_class"]["B"]["AP"] == 1.0
+    assert confusion_matrix(ground_truth, detections, LABELS, min_score=0.5)["counts"] == [
+        [0, 0, 0],  # the region is not an A cell: nothing found, nothing missed
+        [0, 1, 0],
+        [1, 0, 0],  # only the detection outside the region is a background false positive
+    ]
+    froc = froc_points(ground_truth, detections, {1})
+    assert froc["abnormal_boxes"] == 0  # a crowd region is not a box to find
+    froc = froc_points(ground_truth, detections, {1, 2})
+    assert froc["abnormal_boxes"] == 1
+    assert froc["points"]["1"] == pytest.approx({"recall": 1.0, "fp_per_image": 1.0, "score_threshold": 0.7})
 
 
 def test_class_without_ground_truth_gets_none_not_zero() -> None:

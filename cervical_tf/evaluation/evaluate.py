@@ -8,6 +8,7 @@ Nothing here imports TensorFlow at module import, so `cervical-tf --help` stays 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,7 +25,9 @@ from cervical_tf.evaluation.report import summary_lines, write_report
 from cervical_tf.inference.abnormal import abnormal_classes
 from cervical_tf.inference.detections import Detections
 
-MAX_DETECTIONS = 100  # per image, as COCO's AR100 and the Predictor's default
+# Every detection the export returns is scored, as training's validation scores every row of the
+# model's output (its max_num_detections); COCOeval itself then keeps 100 per image and class.
+EVERY_DETECTION = sys.maxsize
 
 
 def evaluate_model(
@@ -64,7 +67,7 @@ def evaluate_model(
                 tile=tile,
                 overlap=overlap,
                 agnostic_nms=agnostic_nms,
-                max_detections=MAX_DETECTIONS,
+                max_detections=EVERY_DETECTION,
                 min_score=0.0,
             )
         )
@@ -77,7 +80,6 @@ def evaluate_model(
         "tile": tile,
         "overlap": overlap if tile else None,
         "agnostic_nms": agnostic_nms,
-        "max_detections": MAX_DETECTIONS,
     }
     written = write_report(report, output)
     print("\n".join(summary_lines(report)))
@@ -97,13 +99,14 @@ def evaluate_detections(
 
     labels: label-map id (from 1) -> class name, the classes reported; abnormal: class names for
     the screening section; min_score: the operating point of the confusion matrix and the
-    image-level calls (the COCO metrics and the FROC use every detection). Returns the report
-    dict written to report.json; metrics a subset of the data cannot define are None.
+    image-level calls (the COCO metrics and the FROC use every detection). Crowd regions are
+    counted apart from the boxes to find (see `metrics`). Returns the report dict written to
+    report.json; metrics a subset of the data cannot define are None.
     """
     _check_inputs(ground_truth, detections, labels, abnormal)
     labels = dict(sorted(labels.items()))
     coco = metrics.coco_metrics(ground_truth, detections, labels)
-    all_truth_ids = [int(class_id) for truth in ground_truth for class_id in truth.class_ids]
+    all_truth_ids = [int(class_id) for truth in ground_truth for class_id in truth.without_crowd().class_ids]
     all_found_ids = [int(class_id) for found in detections for class_id in found.class_ids]
     per_class = {
         name: {
@@ -119,6 +122,7 @@ def evaluate_detections(
     return {
         "images": len(ground_truth),
         "ground_truth_boxes": len(all_truth_ids),
+        "crowd_regions": sum(int(truth.is_crowd.sum()) for truth in ground_truth),
         "detections": len(all_found_ids),
         "min_score": min_score,
         "iou_threshold": metrics.IOU_THRESHOLD,

@@ -29,7 +29,9 @@ class GroundTruthImage:
     """One image's annotated boxes.
 
     image_id: the COCO image id (`image/source_id` of a converted TFRecord); boxes_px: float32
-    [M, 4] pixel xyxy of the original image; class_ids: int32 [M] label-map ids (from 1).
+    [M, 4] pixel xyxy of the original image; class_ids: int32 [M] label-map ids (from 1);
+    is_crowd: bool [M], True for a crowd region (COCO `iscrowd`, `image/object/is_crowd`): a
+    region to ignore, not a cell to find. None means no crowd regions.
     """
 
     name: str
@@ -38,14 +40,31 @@ class GroundTruthImage:
     height: int
     boxes_px: np.ndarray
     class_ids: np.ndarray
+    is_crowd: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         count = len(self.class_ids)
-        if self.boxes_px.shape != (count, 4) or self.class_ids.shape != (count,):
+        if self.is_crowd is None:
+            object.__setattr__(self, "is_crowd", np.zeros(count, dtype=bool))
+        if (
+            self.boxes_px.shape != (count, 4)
+            or self.class_ids.shape != (count,)
+            or self.is_crowd.shape != (count,)
+        ):
             raise ValueError(
-                f"{self.name}: boxes_px {self.boxes_px.shape} and class_ids {self.class_ids.shape} "
-                f"do not describe the same {count} boxes"
+                f"{self.name}: boxes_px {self.boxes_px.shape}, class_ids {self.class_ids.shape} and "
+                f"is_crowd {self.is_crowd.shape} do not describe the same {count} boxes"
             )
+
+    def without_crowd(self) -> GroundTruthImage:
+        """The boxes to find: this image without its crowd regions."""
+        keep = ~self.is_crowd
+        return replace(self, boxes_px=self.boxes_px[keep], class_ids=self.class_ids[keep], is_crowd=None)
+
+    @property
+    def crowd_boxes_px(self) -> np.ndarray:
+        """float32 [C, 4] pixel xyxy of the crowd regions."""
+        return self.boxes_px[self.is_crowd]
 
 
 # An image's ground truth with its decoded pixels: uint8 [height, width, 3] RGB.
@@ -103,6 +122,7 @@ def read_tfrecords(paths: Sequence[Path]) -> Iterator[LoadedImage]:
             for key in ("xmin", "ymin", "xmax", "ymax")
         },
         "image/object/class/label": tf.io.VarLenFeature(tf.int64),
+        "image/object/is_crowd": tf.io.VarLenFeature(tf.int64),
     }
     position = 0
     for path in paths:
@@ -175,6 +195,7 @@ def _loaded_image(example: dict, position: int, path: Path) -> LoadedImage:
             f"{path}: {name}: image/width x image/height say {width}x{height}, "
             f"the encoded image is {pixels.shape[1]}x{pixels.shape[0]}"
         )
+    class_ids = tf.sparse.to_dense(example["image/object/class/label"]).numpy().astype(np.int32)
     truth = GroundTruthImage(
         name=name,
         image_id=int(source_id) if source_id.isdigit() else position,
@@ -183,9 +204,21 @@ def _loaded_image(example: dict, position: int, path: Path) -> LoadedImage:
         boxes_px=boxes_px_from_normalized_corners(
             corners["xmin"], corners["ymin"], corners["xmax"], corners["ymax"], width, height
         ),
-        class_ids=tf.sparse.to_dense(example["image/object/class/label"]).numpy().astype(np.int32),
+        class_ids=class_ids,
+        is_crowd=_crowd_flags(
+            tf.sparse.to_dense(example["image/object/is_crowd"]).numpy(), len(class_ids), name
+        ),
     )
     return truth, pixels
+
+
+def _crowd_flags(flags: np.ndarray, count: int, name: str) -> np.ndarray:
+    """image/object/is_crowd as bool [count]; absent (older or foreign TFRecords) means no crowd."""
+    if not flags.size:
+        return np.zeros(count, dtype=bool)
+    if flags.size != count:
+        raise DataError(f"{name}: {flags.size} image/object/is_crowd values for {count} boxes")
+    return flags.astype(bool)
 
 
 def _count_records(paths: Sequence[Path]) -> int:
@@ -206,7 +239,7 @@ def _open_coco(json_path: Path, images_dir: Path | None) -> GroundTruthSource:
             (int(image["id"]), str(image["file_name"]), int(image["width"]), int(image["height"]))
             for image in document["images"]
         ]
-        boxes: dict[int, list[tuple[list[float], int]]] = {entry[0]: [] for entry in entries}
+        boxes: dict[int, list[tuple[list[float], int, bool]]] = {entry[0]: [] for entry in entries}
         for annotation in document["annotations"]:
             bbox = [float(value) for value in annotation["bbox"]]
             if len(bbox) != 4:
@@ -219,14 +252,19 @@ def _open_coco(json_path: Path, images_dir: Path | None) -> GroundTruthSource:
                     f"{annotation['image_id']}, which is not in `images`"
                 )
             boxes[annotation["image_id"]].append(
-                (xywh_to_xyxy(bbox)[0].tolist(), int(annotation["category_id"]))
+                (
+                    xywh_to_xyxy(bbox)[0].tolist(),
+                    int(annotation["category_id"]),
+                    bool(annotation.get("iscrowd", 0)),
+                )
             )
     except OSError as error:
         raise DataError(f"{json_path}: cannot read: {error}") from error
     except (ValueError, KeyError, TypeError) as error:
         raise DataError(
             f"{json_path}: expected COCO ground truth with images (id, file_name, width, height), "
-            f"annotations (image_id, category_id, bbox) and categories (id, name): {error!r}"
+            "annotations (image_id, category_id, bbox, optional iscrowd) and categories (id, name): "
+            f"{error!r}"
         ) from error
     folder = images_dir if images_dir is not None else json_path.parent
     missing = [file_name for _, file_name, _, _ in entries if not (folder / file_name).is_file()]
@@ -244,8 +282,9 @@ def _open_coco(json_path: Path, images_dir: Path | None) -> GroundTruthSource:
                 image_id=image_id,
                 width=width,
                 height=height,
-                boxes_px=np.array([box for box, _ in image_boxes], dtype=np.float32).reshape(-1, 4),
-                class_ids=np.array([class_id for _, class_id in image_boxes], dtype=np.int32),
+                boxes_px=np.array([box for box, _, _ in image_boxes], dtype=np.float32).reshape(-1, 4),
+                class_ids=np.array([class_id for _, class_id, _ in image_boxes], dtype=np.int32),
+                is_crowd=np.array([crowd for _, _, crowd in image_boxes], dtype=bool),
             )
             yield truth, _read_image(folder / file_name, width, height, json_path)
 

@@ -10,6 +10,9 @@ label-map class ids. Definitions (also stated in report.md):
   ground truth, where COCOeval leaves -1. Rounded to 6 decimals.
 - Matching for the confusion matrix and the FROC: greedy in descending score order, each detection
   taking the still-unmatched ground-truth box it overlaps most, if that IoU >= 0.5.
+- Crowd regions (`GroundTruthImage.is_crowd`) are handled as COCOeval handles them: never a box to
+  find or to miss; a detection that matches no cell but lies at least half inside a crowd region
+  (intersection over the detection's own area >= 0.5) is ignored, neither found nor false.
 """
 
 from __future__ import annotations
@@ -126,12 +129,16 @@ def confusion_matrix(
     counts = np.zeros((len(class_ids) + 1, len(class_ids) + 1), dtype=np.int64)
     for truth, found in zip(ground_truth, detections, strict=True):
         kept = found.above(min_score)
-        matches = greedy_match(truth.boxes_px, kept.boxes_px, kept.scores)
+        cells = truth.without_crowd()
+        matches = greedy_match(cells.boxes_px, kept.boxes_px, kept.scores)
+        in_crowd = inside_crowd(kept.boxes_px, truth.crowd_boxes_px)
         for detection_index, truth_index in enumerate(matches):
-            row = len(class_ids) if truth_index < 0 else position[int(truth.class_ids[truth_index])]
+            if truth_index < 0 and in_crowd[detection_index]:
+                continue
+            row = len(class_ids) if truth_index < 0 else position[int(cells.class_ids[truth_index])]
             counts[row, position[int(kept.class_ids[detection_index])]] += 1
-        for truth_index in sorted(set(range(len(truth.class_ids))) - set(matches)):
-            counts[position[int(truth.class_ids[truth_index])], len(class_ids)] += 1
+        for truth_index in sorted(set(range(len(cells.class_ids))) - set(matches)):
+            counts[position[int(cells.class_ids[truth_index])], len(class_ids)] += 1
     names = [labels[class_id] for class_id in class_ids]
     return {"rows": [*names, BACKGROUND_ROW], "columns": [*names, MISSED_COLUMN], "counts": counts.tolist()}
 
@@ -172,7 +179,8 @@ def froc_points(
 
     Only detections of abnormal classes take part (all scores), against only ground-truth boxes
     of abnormal classes, any-abnormal: an LSIL box found as ASC-US counts as found. Within each
-    image, detections match greedily by score at IoU >= 0.5; the rest are false positives. The
+    image, detections match greedily by score at IoU >= 0.5; the rest are false positives, except
+    those inside a crowd region of an abnormal class, which are ignored. The
     score threshold then sweeps down over the distinct detection scores; at each point recall =
     matched abnormal boxes / all abnormal boxes and FP/image = false positives / images. For each
     k the value is the point furthest along the sweep (lowest threshold, so highest recall) whose
@@ -182,12 +190,19 @@ def froc_points(
     scored: list[tuple[float, bool]] = []
     abnormal_boxes = 0
     for truth, found in zip(ground_truth, detections, strict=True):
-        truth_is_abnormal = np.isin(truth.class_ids, list(abnormal_ids))
+        cells = truth.without_crowd()
+        truth_is_abnormal = np.isin(cells.class_ids, list(abnormal_ids))
         found_is_abnormal = np.isin(found.class_ids, list(abnormal_ids))
         abnormal_boxes += int(truth_is_abnormal.sum())
-        scores = found.scores[found_is_abnormal]
-        matches = greedy_match(truth.boxes_px[truth_is_abnormal], found.boxes_px[found_is_abnormal], scores)
-        scored += [(float(score), match >= 0) for score, match in zip(scores, matches, strict=True)]
+        scores, found_boxes = found.scores[found_is_abnormal], found.boxes_px[found_is_abnormal]
+        matches = greedy_match(cells.boxes_px[truth_is_abnormal], found_boxes, scores)
+        abnormal_crowd = truth.crowd_boxes_px[np.isin(truth.class_ids[truth.is_crowd], list(abnormal_ids))]
+        in_crowd = inside_crowd(found_boxes, abnormal_crowd)
+        scored += [
+            (float(score), match >= 0)
+            for score, match, ignored in zip(scores, matches, in_crowd, strict=True)
+            if match >= 0 or not ignored
+        ]
     scored.sort(key=lambda item: -item[0])
     scores = np.array([score for score, _ in scored])
     true_positives = np.cumsum([is_match for _, is_match in scored])
@@ -234,15 +249,32 @@ def greedy_match(
     return matches
 
 
+def inside_crowd(
+    found_boxes_px: np.ndarray, crowd_boxes_px: np.ndarray, threshold: float = IOU_THRESHOLD
+) -> np.ndarray:
+    """bool [N]: detection (float32 [N, 4] pixel xyxy) lies at least `threshold` inside one of the
+    crowd regions (float32 [C, 4]), measured as COCOeval measures overlap with a crowd region:
+    intersection over the detection's own area."""
+    if not len(found_boxes_px) or not len(crowd_boxes_px):
+        return np.zeros(len(found_boxes_px), dtype=bool)
+    top_left = np.maximum(found_boxes_px[:, np.newaxis, :2], crowd_boxes_px[np.newaxis, :, :2])
+    bottom_right = np.minimum(found_boxes_px[:, np.newaxis, 2:], crowd_boxes_px[np.newaxis, :, 2:])
+    intersection = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
+    area = np.prod(found_boxes_px[:, 2:] - found_boxes_px[:, :2], axis=1)[:, np.newaxis]
+    return ((intersection > 0) & (intersection >= threshold * area)).any(axis=1)
+
+
 def _coco_ground_truth(ground_truth: Sequence[GroundTruthImage], labels: dict[int, str]) -> dict:
-    """The COCO ground-truth dataset dict (boxes [x, y, width, height] pixels, no crowd regions)."""
+    """The COCO ground-truth dataset dict (boxes [x, y, width, height] pixels, crowd regions iscrowd 1)."""
     images, annotations = [], []
     for truth in ground_truth:
         images.append(
             {"id": truth.image_id, "file_name": truth.name, "width": truth.width, "height": truth.height}
         )
         bboxes = boxes.xyxy_to_xywh(truth.boxes_px).tolist()
-        for bbox, class_id in zip(bboxes, truth.class_ids.tolist(), strict=True):
+        for bbox, class_id, crowd in zip(
+            bboxes, truth.class_ids.tolist(), truth.is_crowd.tolist(), strict=True
+        ):
             annotations.append(
                 {
                     "id": len(annotations) + 1,
@@ -250,7 +282,7 @@ def _coco_ground_truth(ground_truth: Sequence[GroundTruthImage], labels: dict[in
                     "category_id": class_id,
                     "bbox": bbox,
                     "area": bbox[2] * bbox[3],
-                    "iscrowd": 0,
+                    "iscrowd": int(crowd),
                 }
             )
     categories = [{"id": class_id, "name": name} for class_id, name in sorted(labels.items())]

@@ -35,11 +35,16 @@ def render_markdown(report: dict) -> str:
         tiling = (
             f", tiles of {inputs['tile']} px overlapping {inputs['overlap']} px" if inputs["tile"] else ""
         )
-        lines += [f"Model `{inputs['model']}` on {inputs['data']}{tiling}.", ""]
+        lines += [
+            f"Model `{inputs['model']}` on {inputs['data']}{tiling}.",
+            "",
+            _training_comparison(inputs),
+            "",
+        ]
+    crowd = f" (and {report['crowd_regions']} crowd regions)" if report["crowd_regions"] else ""
     lines += [
-        f"{report['images']} images, {report['ground_truth_boxes']} ground-truth boxes, "
-        f"{report['detections']} detections "
-        f"(up to {inputs.get('max_detections', 'all')} per image, every score).",
+        f"{report['images']} images, {report['ground_truth_boxes']} ground-truth boxes{crowd}, "
+        f"{report['detections']} detections (every one the model returns, every score).",
         "",
         "## COCO metrics",
         "",
@@ -75,22 +80,48 @@ def render_markdown(report: dict) -> str:
 
 
 DEFINITIONS = (
-    "- COCO metrics: pycocotools COCOeval (bbox, IoU .50:.05:.95, 101 recall points, 100 detections per "
-    "image), run on every detection whatever its score. Per-class values slice `eval['precision']` and "
-    "`eval['recall']` at the class (area all, 100 detections); the overall values are COCOeval's `stats`, "
-    "the mean over classes that have ground truth.",
+    "- COCO metrics: pycocotools COCOeval (bbox, IoU .50:.05:.95, 101 recall points, at most 100 detections "
+    "per image and class), run on every detection the model returns whatever its score, on every image (an "
+    "image without detections counts its boxes as missed). Crowd regions (COCO `iscrowd`, TFRecord "
+    "`image/object/is_crowd`) are COCOeval's: never a box to find; detections matched to them are ignored. "
+    "This is the definition of training's validation metrics (official.vision's COCOEvaluator on the "
+    "converted `val_coco.json`: metrics.csv, TensorBoard), so the two agree for the same model and data "
+    "unless class-agnostic NMS or tiling changed the detections. Per-class values slice `eval['precision']` "
+    "and `eval['recall']` at the class (area all, 100 detections); the overall values are COCOeval's "
+    "`stats`, the mean over classes that have ground truth.",
     "- Precision-recall curves: COCO's interpolated precision at IoU 0.5, up to the recall reached.",
     "- Confusion matrix: detections scoring >= the minimum score, greedily by score, each matched "
     "class-agnostically to the unmatched ground-truth box of highest IoU (>= 0.5); unmatched detections are "
-    "background false positives, unmatched boxes are missed.",
+    "background false positives, unmatched boxes are missed. A crowd region is neither found nor missed; "
+    "an unmatched detection at least half inside one (intersection over the detection's area) is ignored.",
     "- Image-level screening: an image is truly abnormal if it has a ground-truth box of an abnormal class, "
-    "called abnormal if a detection of an abnormal class scores >= the minimum score.",
+    "called abnormal if a detection of an abnormal class scores >= the minimum score. A crowd region of an "
+    "abnormal class makes the image truly abnormal.",
     "- Abnormal-cell FROC: abnormal-class detections of every score against abnormal ground-truth boxes, "
     "any-abnormal (a box of one abnormal class found as another abnormal class counts as found), greedy by "
     "score at IoU >= 0.5 within each image; other detections are false positives. The threshold sweeps over "
     "the detection scores; the value at k is the recall at the lowest threshold whose false positives per "
-    "image are <= k (n/a if none is).",
+    "image are <= k (n/a if none is). Crowd regions are not counted as boxes; unmatched detections at least "
+    "half inside an abnormal-class crowd region are ignored.",
 )
+
+
+def _training_comparison(inputs: dict) -> str:
+    """Whether the COCO numbers use training's validation definition, and if not, which flag changed it."""
+    changes = [
+        reason
+        for reason, applied in (
+            ("class-agnostic NMS (--agnostic-nms)", inputs["agnostic_nms"]),
+            ("tiling (--tile)", inputs["tile"]),
+        )
+        if applied
+    ]
+    if not changes:
+        return "The COCO metrics are those training's validation reports for this model on this data."
+    return (
+        f"The detections went through {' and '.join(changes)}, which training's validation does not apply: "
+        "its COCO metrics (metrics.csv) can differ; --no-agnostic-nms without --tile measures the same thing."
+    )
 
 
 def _abnormal_markdown(abnormal: dict, min_score: float) -> list[str]:
