@@ -82,3 +82,28 @@ def test_config_inconsistent_loop_intervals_are_refused_before_training() -> Non
         load_experiment(
             ConfigRequest(DEMO, params_override="trainer.steps_per_loop=20,trainer.summary_interval=50")
         )
+
+
+LITE0_BACKBONE = (
+    '{"task": {"model": {"backbone": {"type": "efficientnet", "efficientnet": {"model_id": "b0", '
+    '"se_ratio": 0.0}}, "norm_activation": {"activation": "relu6", "norm_epsilon": 0.001}}}}'
+)
+
+
+def test_config_pretrained_weights_resolve_to_the_cached_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cervical_tf.training import pretrained
+
+    cached = tmp_path / "cache" / "backbone"
+    monkeypatch.setattr(pretrained, "lite0_checkpoint", lambda: cached)  # conversion: test_pretrained.py
+    request = ConfigRequest(
+        DEMO, params_override=LITE0_BACKBONE, init_checkpoint="pretrained:efficientnet-lite0"
+    )
+    assert load_experiment(request).task.init_checkpoint == str(cached)
+
+
+def test_config_pretrained_weights_refuse_a_backbone_they_do_not_fit() -> None:
+    request = ConfigRequest(DEMO, init_checkpoint="pretrained:efficientnet-lite0")  # the demo is ResNet-18
+    with pytest.raises(DataError, match="backbone"):
+        load_experiment(request)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cervical_tf.errors import DataError
+from cervical_tf.training.pretrained import pretrained_overrides
 from tfrecords_gen.label_map import read_label_map
 
 EXPERIMENT = "fasterrcnn_resnetfpn_coco"
@@ -65,6 +66,7 @@ def load_experiment(request: ConfigRequest, extra: dict | None = None):
     if request.sample_1_of_n_eval_examples > 1:
         steps = _sampled_validation_steps(params, request.sample_1_of_n_eval_examples, request.data_dir)
         params.override({"trainer": {"validation_steps": steps}}, is_strict=True)
+    params.override(pretrained_overrides(params.task), is_strict=True)  # pretrained:NAME -> cached path
     params.validate()
     _check_loop_intervals(params)
     params.lock()
