@@ -1,13 +1,14 @@
 """`evaluate` and training-time validation give the same COCO numbers for the same model and data.
 
-The model is a stand-in SavedModel that returns a fixed table of detections per image (the image's
-top-left red value picks its row), padded to more than 100 rows like a config with
-`max_num_detections: 160`. official.vision's evaluator (the project's PerClassCocoEvaluator, as
-`cervical-tf train` builds it) gets the converted folder's `test_coco.json` and the same detections
-in the form the task hands them over (pixels of the resized input, `image_info`, zero-padded rows);
-`evaluate` gets the converted TFRecords (or the COCO JSON) and the SavedModel. The data holds the
-cases where the two used to differ: a crowd region, an image the model finds nothing in, and an
-image with 150 detections of two classes.
+The model is a fixed table of detections per image, padded to more than 100 rows like a config
+with `max_num_detections: 160`. official.vision's evaluator (the project's PerClassCocoEvaluator, as
+`cervical-tf train` builds it) gets the converted folder's `test_coco.json` and the table in the form
+the task hands it over: pixels of the padded, resized model input (boxes may reach into the padding
+beyond the image), `image_info`, zero-padded rows. `evaluate` gets the converted TFRecords (or the
+COCO JSON) and a stand-in SavedModel returning the same table the way the export's serving graph
+does: normalized to the original image and clipped to it (the image's top-left red value picks the
+row). The data holds the cases where the two used to differ: a crowd region, an image the model
+finds nothing in, an image with 150 detections of two classes, and a box reaching past the image.
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ from tfrecords_gen.records import Box, ImageRecord
 
 LABEL_MAP = {"round": 1, "flat": 2}
 WIDTH, HEIGHT = 320, 240
-ROWS = 160  # the stand-in model's output rows, more than COCO's 100 detections per image
-RESIZE_SCALE = 0.8  # official.vision's model works on a resized input; image_info carries the scale
+ROWS = 160  # the model's output rows, more than COCO's 100 detections per image
+INPUT_SIZE = 256  # the model's square input: the image is resized by 0.8 to 256 x 192 and padded
+IMAGE_INFO = [[HEIGHT, WIDTH], [INPUT_SIZE, INPUT_SIZE], [0.8, 0.8], [0, 0]]  # official.vision's layout
 
 
 @dataclass(frozen=True)
 class Scene:
-    """One image: its ground truth and what the model returns for it (pixel xyxy boxes)."""
+    """One image: its ground truth and what the model returns for it (original-image pixel xyxy,
+    before the export's clipping to the image)."""
 
     name: str
     truth: list[Box]
@@ -59,15 +62,23 @@ def crowded_scene(rng: np.random.Generator) -> Scene:
 
 def scenes() -> list[Scene]:
     crowd = Box("round", 0, 0, 160, 120, is_crowd=True)
+    edge_cell = Box("round", 100, 200, 140, 240)  # touches the bottom edge, where the padding begins
     return [
         crowded_scene(np.random.default_rng(0)),
         Scene(
             "crowd.png",
-            [crowd, Box("flat", 200, 150, 260, 210)],
-            # the whole crowd region, a cell inside it (both ignored), the flat cell, a false positive
-            [[0, 0, 160, 120], [10, 10, 50, 50], [201, 151, 260, 210], [250, 10, 300, 60]],
-            [0.97, 0.96, 0.6, 0.9],
-            [1, 1, 2, 2],
+            [crowd, Box("flat", 200, 150, 260, 210), edge_cell],
+            # the whole crowd region, a cell inside it (both ignored), the flat cell, a false positive,
+            # the edge cell with a box reaching 50 px into the padding (IoU 1 once clipped, 0.44 not)
+            [
+                [0, 0, 160, 120],
+                [10, 10, 50, 50],
+                [201, 151, 260, 210],
+                [250, 10, 300, 60],
+                [100, 200, 140, 290],
+            ],
+            [0.97, 0.96, 0.6, 0.9, 0.5],
+            [1, 1, 2, 2, 1],
         ),
         Scene("empty.png", [Box("round", 20, 20, 60, 60), Box("flat", 100, 100, 150, 150)], [], [], []),
     ]
@@ -128,7 +139,7 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> dict:
     assignment = {record.name: "test" for record in records}
     writer.write_dataset(root / "data", records, assignment, LABEL_MAP, seed=0, workers=1, progress=False)
     tables = padded_tables(all_scenes)
-    normalized = tables["boxes"][..., [1, 0, 3, 2]] / [HEIGHT, WIDTH, HEIGHT, WIDTH]
+    normalized = np.clip(tables["boxes"][..., [1, 0, 3, 2]] / [HEIGHT, WIDTH, HEIGHT, WIDTH], 0.0, 1.0)
     module = TableDetector(
         normalized.astype(np.float32), tables["scores"], tables["classes"], tables["counts"]
     )
@@ -143,7 +154,7 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def training_time_metrics(case: dict) -> dict[str, float]:
     """What `cervical-tf train` reports for these detections: PerClassCocoEvaluator on test_coco.json,
-    fed one image per update as MaskRCNNTask's validation step does (boxes in resized-input pixels)."""
+    fed one image per update as MaskRCNNTask's validation step does (boxes in model-input pixels)."""
     annotation_file = case["root"] / "data" / "test_coco.json"
     image_ids = {
         image["file_name"]: image["id"] for image in json.loads(annotation_file.read_text())["images"]
@@ -152,12 +163,11 @@ def training_time_metrics(case: dict) -> dict[str, float]:
         annotation_file=str(annotation_file), include_mask=False, per_category_metrics=True
     )
     tables = case["tables"]
-    image_info = [[HEIGHT, WIDTH], [HEIGHT * RESIZE_SCALE, WIDTH * RESIZE_SCALE], [RESIZE_SCALE] * 2, [0, 0]]
     for row, scene in enumerate(case["scenes"]):
-        yxyx = tables["boxes"][row][:, [1, 0, 3, 2]] * RESIZE_SCALE
+        yxyx = tables["boxes"][row][:, [1, 0, 3, 2]] * IMAGE_INFO[2][0]
         predictions = {
             "source_id": tf.constant([image_ids[scene.name]], tf.int64),
-            "image_info": tf.constant([image_info], tf.float32),
+            "image_info": tf.constant([IMAGE_INFO], tf.float32),
             "num_detections": tf.constant([int(tables["counts"][row])], tf.int32),
             "detection_boxes": tf.constant(yxyx[np.newaxis], tf.float32),
             "detection_scores": tf.constant(tables["scores"][row][np.newaxis], tf.float32),

@@ -3,11 +3,13 @@
 `COCOEvaluator(per_category_metrics=True)` reads `COCOeval.category_stats`, which only Google's
 internal pycocotools fork has: with the pycocotools on PyPI it silently reports no per-class
 metric. The subclasses below fill the same metric names from COCOeval's precision and recall
-arrays; everything else is official.vision's.
+arrays, and clip boxes to the image as the exported model does (see
+`PerClassCocoEvaluator._process_bbox_predictions`); everything else is official.vision's.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from official.vision.evaluation import coco_evaluator
 from official.vision.tasks import maskrcnn
 
@@ -24,6 +26,17 @@ PER_CLASS_KEYS = {
 
 class PerClassCocoEvaluator(coco_evaluator.COCOEvaluator):
     """COCOEvaluator whose per-category metrics come from pycocotools' public arrays."""
+
+    def _process_bbox_predictions(self, predictions: dict) -> None:
+        """Boxes to original-image pixels (official.vision's step), then clipped to the image.
+
+        The model clips its boxes to its padded input only, so a box near the bottom or right edge
+        can reach into the padding, beyond the image; the exported model clips to the image. Without
+        this, validation and `cervical-tf evaluate` would score such boxes differently.
+        """
+        super()._process_bbox_predictions(predictions)
+        image_size = np.tile(predictions["image_info"][:, 0:1, :], (1, 1, 2))  # [batch, 1, (h, w, h, w)]
+        predictions["detection_boxes"] = np.clip(predictions["detection_boxes"], 0.0, image_size)
 
     def _retrieve_per_category_metrics(self, coco_eval, prefix: str = "") -> dict:
         names = {
