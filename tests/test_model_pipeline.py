@@ -328,3 +328,78 @@ def test_predict_and_evaluate_with_the_real_export(exported: Path, trained: dict
     )
     report = json.loads((report_dir / "report.json").read_text())
     assert {"AP", "AP50", "AP75", "AR100", "per_class"} <= set(report)
+
+
+def test_evaluate_agrees_with_training_time_validation(exported: Path, trained: dict[str, Path]) -> None:
+    """One export, one TFRecord set, both evaluators: training's validation (`train --checkpoint_dir`
+    on the export's checkpoint, official.vision's COCOEvaluator on val_coco.json) and `evaluate` of
+    the SavedModel (with --no-agnostic-nms: training scores the model's own per-class NMS output).
+
+    A 2-step model finds no cell: on the real boxes both would say 0 and prove nothing. So the
+    validation images are written again with, beside their cells, six of the export's own
+    detections per image as ground truth (one of them a crowd region): AP becomes a number that
+    the two definitions could disagree on. Tolerance 1e-3: metrics.csv keeps 5 decimals, and the
+    two runs compute the same network in different graphs (validation input pipeline vs. the
+    exported graph's own resizing), which moves boxes and scores by float rounding only.
+    """
+    import csv
+
+    from PIL import Image
+
+    from cervical_tf.evaluation.ground_truth import read_tfrecords
+    from cervical_tf.inference.predictor import Predictor
+    from tfrecords_gen import writer
+    from tfrecords_gen.label_map import read_label_map
+    from tfrecords_gen.records import Box, ImageRecord
+
+    root = trained["root"] / "agreement"
+    (root / "images").mkdir(parents=True)
+    label_map = read_label_map(trained["data"] / "label_map.pbtxt")
+    names = {class_id: name for name, class_id in label_map.items()}
+    predictor = Predictor.load(exported)
+    records = []
+    for index, (truth, pixels) in enumerate(read_tfrecords(sorted(trained["data"].glob("val-*.tfrecord")))):
+        found = predictor.predict(pixels, truth.name, max_detections=1000, agnostic_nms=False)
+        cells = [
+            Box(names[int(class_id)], *map(float, box))
+            for box, class_id in zip(truth.boxes_px, truth.class_ids, strict=True)
+        ]
+        own = [
+            Box(names[int(found.class_ids[rank])], *map(float, found.boxes_px[rank]), is_crowd=rank == 1)
+            for rank in (0, 1, 3, 10, 30, 60)
+            if rank < len(found) and (found.boxes_px[rank, 2:] - found.boxes_px[rank, :2] >= 1).all()
+        ]
+        path = root / "images" / f"val_{index}.png"
+        Image.fromarray(pixels).save(path)
+        records.append(ImageRecord(path, path.name, truth.width, truth.height, path.name, (*cells, *own)))
+    records.append(ImageRecord(records[0].image_path, "train.png", records[0].width, records[0].height, "t"))
+    assignment = {record.name: "val" for record in records} | {"train.png": "train"}
+    writer.write_dataset(root / "data", records, assignment, label_map, seed=0, workers=1, progress=False)
+
+    training = [
+        "train",
+        "--pipeline_config_path",
+        str(exported / "params.yaml"),  # the export's own model config
+        "--model_dir",
+        str(root / "validation"),
+        "--checkpoint_dir",
+        str(exported / "checkpoint"),
+        "--data",
+        str(root / "data"),
+        "--validation_images",
+        "0",
+        "--eval_timeout",
+        "1",
+        "--num_train_steps",
+        "0",  # the export's checkpoint has no step counter: 0 says it is the last, evaluation then ends
+    ]
+    assert main(training) == 0
+    with (root / "validation" / "metrics.csv").open(newline="") as stream:
+        training_time = list(csv.DictReader(stream))[-1]
+    evaluation = ["evaluate", "--model", str(exported), "--output", str(root / "report"), "--no-agnostic-nms"]
+    assert main([*evaluation, "--data", str(root / "data" / "val-*.tfrecord")]) == 0
+    report = json.loads((root / "report" / "report.json").read_text())
+
+    assert float(training_time["AP50"]) > 0.05  # the comparison is about real numbers, not two zeros
+    assert report["AP"] == pytest.approx(float(training_time["AP"]), abs=1e-3)
+    assert report["AP50"] == pytest.approx(float(training_time["AP50"]), abs=1e-3)
