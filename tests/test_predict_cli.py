@@ -176,3 +176,85 @@ def test_predict_missing_model_exits_2(tmp_path: Path, capsys: pytest.CaptureFix
     image = save_image(tmp_path / "image.png")
     assert predict(tmp_path / "no-model", tmp_path / "results", str(image)) == 2
     assert "no-model" in capsys.readouterr().err
+
+
+def convert_fields(tmp_path: Path) -> tuple[Path, list[Path]]:
+    """Three fields in two slide folders, converted (test split) with ids that are not the model's:
+    convert numbers images by sorted name and its label map says dark 1, grey 2 (the model: 2, 1)."""
+    from tfrecords_gen import writer
+    from tfrecords_gen.records import Box, ImageRecord
+
+    dark, grey = (20, 30, 60, 50), Box("grey", 80, 60, 110, 80)
+    fields = {"slide1/a.png": (dark, True), "slide1/b.png": (None, True), "slide2/a.png": (dark, False)}
+    records, paths = [], []
+    for name, (dark_box, has_grey) in fields.items():
+        path = save_image(tmp_path / "fields" / name, dark=dark_box, grey=has_grey)
+        boxes = ((Box("dark", *dark_box),) if dark_box else ()) + ((grey,) if has_grey else ())
+        records.append(ImageRecord(path, name, 120, 90, name, boxes))
+        paths.append(path)
+    assignment = {record.name: "test" for record in records}
+    writer.write_dataset(
+        tmp_path / "out", records, assignment, {"dark": 1, "grey": 2}, 0, workers=1, progress=False
+    )
+    return tmp_path / "out", paths
+
+
+@pytest.mark.parametrize("gt", ["folder", "json"])
+def test_coco_results_score_against_converts_ground_truth(tmp_path: Path, export_dir: Path, gt: str) -> None:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    out, paths = convert_fields(tmp_path)
+    coco_gt = out if gt == "folder" else out / "test_coco.json"
+    arguments = ["--min-score", "0", "--coco-gt", str(coco_gt), *map(str, reversed(paths))]
+    assert predict(export_dir, tmp_path / "results", *arguments) == 0
+
+    truth = COCO(str(out / "test_coco.json"))
+    results = json.loads((tmp_path / "results" / "coco_results.json").read_text())
+    ids = {image["file_name"]: image["id"] for image in truth.dataset["images"]}
+    assert {(result["image_id"], result["category_id"]) for result in results} == {
+        (ids["slide1/a.png"], 1),
+        (ids["slide1/a.png"], 2),
+        (ids["slide1/b.png"], 2),
+        (ids["slide2/a.png"], 1),
+    }
+    evaluation = COCOeval(truth, truth.loadRes(str(tmp_path / "results" / "coco_results.json")), "bbox")
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+    assert evaluation.stats[0] == pytest.approx(1.0)  # AP: every box found exactly, nothing else
+    assert evaluation.stats[1] == pytest.approx(1.0)  # AP50
+
+
+def test_coco_gt_refuses_an_image_it_does_not_list(
+    tmp_path: Path, export_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out, paths = convert_fields(tmp_path)
+    stranger = save_image(tmp_path / "fields" / "slide3" / "a.png")
+    arguments = ["--coco-gt", str(out), str(paths[0]), str(stranger)]
+    assert predict(export_dir, tmp_path / "results", *arguments) == 2
+    error = capsys.readouterr().err
+    assert str(stranger) in error and "file_name" in error
+    assert not (tmp_path / "results" / "coco_results.json").exists()
+
+
+def test_coco_gt_refuses_an_image_of_another_size_than_the_converted_one(
+    tmp_path: Path, export_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out, _ = convert_fields(tmp_path)
+    other = tmp_path / "elsewhere" / "slide1" / "a.png"
+    other.parent.mkdir(parents=True)
+    Image.new("RGB", (60, 45), "white").save(other)
+    assert predict(export_dir, tmp_path / "results", "--coco-gt", str(out), str(other)) == 2
+    error = capsys.readouterr().err
+    assert f"{other}: 60x45 px, but 'slide1/a.png'" in error and "120x90" in error
+
+
+def test_coco_results_without_coco_gt_number_images_in_argument_order(
+    tmp_path: Path, export_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    _, paths = convert_fields(tmp_path)
+    assert predict(export_dir, tmp_path / "results", "--min-score", "0", str(paths[2]), str(paths[0])) == 0
+    results = json.loads((tmp_path / "results" / "coco_results.json").read_text())
+    assert [(result["image_id"], result["category_id"]) for result in results] == [(1, 2), (2, 2), (2, 1)]
+    assert "image ids 1..2 in argument order" in capsys.readouterr().out

@@ -55,6 +55,15 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         "(default 128)",
     )
     add_agnostic_nms_flag(parser)
+    parser.add_argument(
+        "--coco-gt",
+        type=Path,
+        metavar="PATH",
+        help="a folder written by `cervical-tf convert`, or one of its *_coco.json: coco_results.json then "
+        "uses its image ids (each image matched by the end of its path against file_name) and category ids "
+        "(by class name), so pycocotools scores it against that file; an image it does not list is an "
+        "error (default: image ids 1..N in argument order, label-map category ids)",
+    )
     parser.add_argument("images", nargs="+", metavar="IMAGES", help="image files, folders or glob patterns")
     parser.set_defaults(handler=run)
 
@@ -71,6 +80,7 @@ def run(args: argparse.Namespace) -> None:
         tile=args.tile,
         overlap=args.overlap,
         agnostic_nms=args.agnostic_nms,
+        coco_gt=args.coco_gt,
     )
 
 

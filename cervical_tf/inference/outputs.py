@@ -144,11 +144,16 @@ def geojson_collection(detections_list: Sequence[Detections]) -> dict:
     return {"type": "FeatureCollection", "features": features}
 
 
-def write_coco_results(path: Path, detections_list: Sequence[Detections], image_ids: dict[str, int]) -> None:
+def write_coco_results(
+    path: Path,
+    detections_list: Sequence[Detections],
+    image_ids: dict[str, int],
+    category_ids: dict[int, int] | None = None,
+) -> None:
     """COCO detection results `[{"image_id", "category_id", "bbox": [x, y, w, h], "score"}]`.
 
-    `image_ids`: Detections.image -> COCO image id; category ids are the label-map ids (as in the
-    COCO ground truth that `convert` writes)."""
+    `image_ids`: Detections.image -> COCO image id; `category_ids`: label-map id -> COCO category
+    id (None: the label-map ids themselves)."""
     results = []
     for detections in detections_list:
         if detections.image not in image_ids:
@@ -158,7 +163,7 @@ def write_coco_results(path: Path, detections_list: Sequence[Detections], image_
             results.append(
                 {
                     "image_id": image_ids[detections.image],
-                    "category_id": int(class_id),
+                    "category_id": int(class_id) if category_ids is None else category_ids[int(class_id)],
                     "bbox": _box(bbox),
                     "score": _score(score),
                 }

@@ -28,23 +28,40 @@ def predict_images(
     tile: int | None = None,
     overlap: int = 128,
     agnostic_nms: bool = AGNOSTIC_NMS,
+    coco_gt: Path | None = None,
 ) -> None:
     """Predict on every image of `images` (files, folders, globs); skip (and report) unreadable ones;
-    write detections.json/.csv/.geojson, coco_results.json and overlays/ into `output`."""
+    write detections.json/.csv/.geojson, coco_results.json and overlays/ into `output`.
+
+    coco_results.json numbers images 1..N in argument order and classes by the model's label map;
+    with `coco_gt` (a converted folder or a `*_coco.json`) it uses that ground truth's image ids
+    (matched by file_name) and category ids (matched by name), so pycocotools can score it there.
+    """
     from tqdm import tqdm
 
+    from cervical_tf.evaluation.coco_ids import load_coco_ids
     from cervical_tf.images import load_image
     from cervical_tf.inference import outputs
     from cervical_tf.inference.predictor import Predictor, validate_options
 
     validate_options(tile, overlap, max_detections, min_score)
     paths = resolve_images(images)
+    coco_ids = load_coco_ids(Path(coco_gt)) if coco_gt is not None else None
+    file_names = coco_ids.match_images(paths) if coco_ids else {}
     predictor = Predictor.load(Path(model))
+    category_ids = coco_ids.category_ids(predictor.labels) if coco_ids else None
     output = Path(output)
     overlay_dir = output / "overlays"
     overlay_dir.mkdir(parents=True, exist_ok=True)
     colors = outputs.palette(predictor.labels)
-    image_ids = {str(path): image_id for image_id, path in enumerate(paths, start=1)}
+    if coco_ids:
+        image_ids = {path: coco_ids.images[file_name].id for path, file_name in file_names.items()}
+        ids_note = f"image and category ids of {coco_ids.source}"
+    else:
+        image_ids = {str(path): image_id for image_id, path in enumerate(paths, start=1)}
+        ids_note = (
+            f"image ids 1..{len(paths)} in argument order, label-map category ids; --coco-gt for convert's"
+        )
     detections_list: list[Detections] = []
     failures: list[Path] = []
     for path, overlay_name in tqdm(
@@ -56,6 +73,8 @@ def predict_images(
             failures.append(path)
             tqdm.write(f"skipped: {error}", file=sys.stderr)
             continue
+        if coco_ids:
+            coco_ids.check_size(file_names[str(path)], path, image.shape[1], image.shape[0])
         detections = predictor.predict(
             image,
             str(path),
@@ -72,8 +91,9 @@ def predict_images(
     outputs.write_detections_json(output / "detections.json", detections_list)
     outputs.write_detections_csv(output / "detections.csv", detections_list)
     outputs.write_geojson(output / "detections.geojson", detections_list)
-    outputs.write_coco_results(output / "coco_results.json", detections_list, image_ids)
-    _report(output, detections_list, failures, outputs.counts_table(detections_list, predictor.labels))
+    outputs.write_coco_results(output / "coco_results.json", detections_list, image_ids, category_ids)
+    table = outputs.counts_table(detections_list, predictor.labels)
+    _report(output, detections_list, failures, table, ids_note)
 
 
 def resolve_images(items: list[str]) -> list[Path]:
@@ -123,7 +143,9 @@ def overlay_names(paths: list[Path]) -> list[str]:
     return names
 
 
-def _report(output: Path, detections_list: list[Detections], failures: list[Path], table: str) -> None:
+def _report(
+    output: Path, detections_list: list[Detections], failures: list[Path], table: str, ids_note: str
+) -> None:
     print(table)
     boxes = sum(len(detections) for detections in detections_list)
     if failures:
@@ -131,5 +153,5 @@ def _report(output: Path, detections_list: list[Detections], failures: list[Path
             f"skipped {len(failures)} unreadable image(s): {', '.join(map(str, failures))}", file=sys.stderr
         )
     print(f"{boxes} detections in {len(detections_list)} image(s)")
-    print(f"wrote {', '.join(OUTPUT_FILES)} to {output}/")
+    print(f"wrote {', '.join(OUTPUT_FILES)} to {output}/ (coco_results.json: {ids_note})")
     print(f"wrote {len(detections_list)} overlay(s) to {output / 'overlays'}/")
