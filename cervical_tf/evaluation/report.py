@@ -85,8 +85,9 @@ DEFINITIONS = (
     "image without detections counts its boxes as missed). Crowd regions (COCO `iscrowd`, TFRecord "
     "`image/object/is_crowd`) are COCOeval's: never a box to find; detections matched to them are ignored. "
     "This is the definition of training's validation metrics (official.vision's COCOEvaluator on the "
-    "converted `val_coco.json`: metrics.csv, TensorBoard), so the two agree for the same model and data "
-    "unless class-agnostic NMS or tiling changed the detections. Per-class values slice `eval['precision']` "
+    "converted `val_coco.json`, boxes clipped to the image as the export clips them: metrics.csv, "
+    "TensorBoard), so the two agree for the same model and images unless class-agnostic NMS or tiling "
+    "changed the detections. Per-class values slice `eval['precision']` "
     "and `eval['recall']` at the class (area all, 100 detections); the overall values are COCOeval's "
     "`stats`, the mean over classes that have ground truth.",
     "- Precision-recall curves: COCO's interpolated precision at IoU 0.5, up to the recall reached.",
