@@ -11,9 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 NMS_IOU_THRESHOLD = 0.5
-# Class-agnostic NMS on top of the model's per-class NMS by default (predict, evaluate, serve):
-# chosen by bench/agnostic_nms.py on the real CRIC fields (see bench/README.md).
+# Measured by bench/agnostic_nms.py on the real CRIC fields (bench/README.md): class-agnostic NMS
+# removed every cell labelled twice (32 of 178 cells at /v1/detect's score 0.05) at equal
+# class-agnostic AP50 (0.506), but per-class NMS scored the higher COCO AP50 (0.212 against 0.198).
+# So the outputs that count cells (predict, serve) merge across classes by default, and evaluate,
+# which reports COCO AP as training's validation does, keeps the model's own per-class NMS.
 AGNOSTIC_NMS = True
+EVALUATE_AGNOSTIC_NMS = False
 
 
 def xyxy_to_xywh(boxes_px: np.ndarray) -> np.ndarray:

@@ -246,7 +246,9 @@ def test_run_writes_the_report_of_a_fake_export(tmp_path: Path, capsys: pytest.C
     assert (screening["TP"], screening["FN"], screening["TN"], screening["FP"]) == (2, 0, 1, 0)
     assert all((report_dir / name).is_file() for name in report_files.REPORT_FILES)
     markdown = (report_dir / "report.md").read_text()
-    assert "class-agnostic NMS (--agnostic-nms), which training's validation does not apply" in markdown
+    # evaluate's default keeps the model's per-class NMS: the numbers are training's validation numbers
+    assert "The COCO metrics are those training's validation reports" in markdown
+    assert report["inputs"]["agnostic_nms"] is False
     printed = capsys.readouterr().out
     assert "all classes" in printed
     assert str(report_dir / "report.md") in printed

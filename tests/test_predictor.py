@@ -126,6 +126,12 @@ def test_nms_keeps_overlapping_boxes_of_different_classes() -> None:
     assert keep.tolist() == [1, 0]
 
 
+def test_agnostic_nms_keeps_one_label_per_cell() -> None:
+    boxes = np.array([[0, 0, 100, 100], [5, 5, 105, 105], [300, 300, 350, 350]], dtype=np.float32)
+    keep = non_max_suppression(boxes, np.array([0.6, 0.9, 0.5]), np.array([1, 2, 1]), agnostic=True)
+    assert keep.tolist() == [1, 2]  # the class-1 twin of the class-2 cell goes; the far box stays
+
+
 def test_nms_keeps_same_class_boxes_at_low_iou() -> None:
     boxes = np.array([[0, 0, 100, 100], [60, 0, 160, 100]], dtype=np.float32)  # IoU 40/160 = 0.25
     keep = non_max_suppression(boxes, np.array([0.9, 0.8]), np.array([1, 1]))
@@ -143,6 +149,8 @@ def test_merge_tiles_drops_cut_piece_covered_by_whole_box_of_same_class() -> Non
     )
     # the cut class-2 piece goes although it scores highest; the cut class-1 box has no whole view
     assert sorted(merge_tiles(raw).tolist()) == [1, 2]
+    # agnostic: the whole class-2 box also covers the cut class-1 piece, so only it is left
+    assert merge_tiles(raw, agnostic=True).tolist() == [1]
 
 
 def test_load_refuses_missing_parts(tmp_path: Path, fake_export: Path) -> None:

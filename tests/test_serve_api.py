@@ -444,3 +444,22 @@ def _bilevel_png(side: int) -> bytes:
     pixels = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
     header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def test_serve_detect_counts_one_cell_once_across_classes(client: httpx.Client) -> None:
+    """A dark nucleus filling a grey cell: the fake model boxes both, overlapping (IoU 0.69).
+
+    Per-class NMS keeps both labels for one cell; /v1/detect's default (agnostic NMS) keeps the
+    higher-scoring one, and `agnostic_nms=false` restores the model's own output.
+    """
+    image = np.full((100, 100, 3), 255, np.uint8)
+    image[20:80, 20:80] = 90  # grey cell: 60 x 60
+    image[25:75, 25:75] = 30  # dark: 50 x 50 inside it, a 5 px grey ring around
+    files = {"image": ("cell.png", _png_bytes(image), "image/png")}
+    default = client.post("/v1/detect", files=files).json()
+    assert [(item["class"], item["box"]) for item in default["detections"]] == [
+        ("dark", [25.0, 25.0, 75.0, 75.0])
+    ]
+    assert default["counts"] == {"grey": 0, "dark": 1}
+    per_class = client.post("/v1/detect?agnostic_nms=false", files=files).json()
+    assert [item["class"] for item in per_class["detections"]] == ["dark", "grey"]

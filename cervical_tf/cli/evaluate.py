@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cervical_tf.boxes import EVALUATE_AGNOSTIC_NMS
 from cervical_tf.cli.predict import add_agnostic_nms_flag
 
 
@@ -39,7 +40,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--tile", type=int, help="predict in tiles of T x T pixels (large slides)")
     parser.add_argument("--overlap", type=int, default=128, help="overlap of neighbouring tiles in pixels")
-    add_agnostic_nms_flag(parser)
+    add_agnostic_nms_flag(parser, default=EVALUATE_AGNOSTIC_NMS)
     parser.set_defaults(handler=run)
 
 

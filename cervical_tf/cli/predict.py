@@ -84,12 +84,12 @@ def run(args: argparse.Namespace) -> None:
     )
 
 
-def add_agnostic_nms_flag(parser: argparse.ArgumentParser) -> None:
-    """--agnostic-nms / --no-agnostic-nms, shared by predict and evaluate."""
+def add_agnostic_nms_flag(parser: argparse.ArgumentParser, default: bool = AGNOSTIC_NMS) -> None:
+    """--agnostic-nms / --no-agnostic-nms, shared by predict and evaluate (defaults: see boxes.py)."""
     parser.add_argument(
         "--agnostic-nms",
         action=argparse.BooleanOptionalAction,
-        default=AGNOSTIC_NMS,
+        default=default,
         help="one label per cell: suppress overlapping boxes of other classes too (IoU > 0.5), as "
-        f"Ultralytics' agnostic_nms (default: {'on' if AGNOSTIC_NMS else 'off'}, measured on CRIC)",
+        f"Ultralytics' agnostic_nms (default: {'on' if default else 'off'}; chosen on CRIC, bench/README.md)",
     )

@@ -10,6 +10,7 @@ import logging
 import re
 from pathlib import Path
 
+from cervical_tf.cli.predict import add_agnostic_nms_flag
 from cervical_tf.errors import DataError
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # it becomes part of the URL
@@ -86,6 +87,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         metavar="N",
         help=":predict JSON bodies parsed at once (default 1)",
     )
+    add_agnostic_nms_flag(parser)
     parser.add_argument(
         "--abnormal",
         default=None,
@@ -115,7 +117,7 @@ def run(args: argparse.Namespace) -> None:
     from cervical_tf.serve.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(models, limits, args.abnormal)
+    app = create_app(models, limits, args.abnormal, args.agnostic_nms)
     for name, path in models.items():
         print(f"serving {name} ({path}) at http://{args.host}:{args.port}/v1/models/{name}", flush=True)
     print(f"web viewer: http://{args.host}:{args.port}/", flush=True)

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cervical_tf.boxes import AGNOSTIC_NMS
+from cervical_tf.boxes import EVALUATE_AGNOSTIC_NMS
 from cervical_tf.errors import DataError
 from cervical_tf.evaluation import metrics
 from cervical_tf.evaluation.ground_truth import (
@@ -40,7 +40,7 @@ def evaluate_model(
     min_score: float = 0.5,
     tile: int | None = None,
     overlap: int = 128,
-    agnostic_nms: bool = AGNOSTIC_NMS,
+    agnostic_nms: bool = EVALUATE_AGNOSTIC_NMS,
 ) -> None:
     """Load ground truth (`data`: TFRecord globs or one COCO JSON with `images`) and the model,
     predict every image (progress bar), write the report folder `output` and print its summary."""

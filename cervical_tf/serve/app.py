@@ -59,11 +59,14 @@ class ServedModel:
     chosen_by: str
 
 
-def create_app(models: dict[str, Path], limits: ServeLimits, abnormal: str | None) -> FastAPI:
+def create_app(
+    models: dict[str, Path], limits: ServeLimits, abnormal: str | None, agnostic_nms: bool = AGNOSTIC_NMS
+) -> FastAPI:
     """The app serving `models` (name -> export folder; the first is /v1/detect's default).
 
     `abnormal`: --abnormal NAME,... (checked against every model's label map) or None for each
-    label map's default. Sets Pillow's process-wide pixel limit to `limits.max_image_pixels`.
+    label map's default. `agnostic_nms`: /v1/detect's default when the query does not say.
+    Sets Pillow's process-wide pixel limit to `limits.max_image_pixels`.
     DataError when a model is not a valid export.
     """
     if not models:
@@ -135,7 +138,7 @@ def create_app(models: dict[str, Path], limits: ServeLimits, abnormal: str | Non
         tile: int | None = None,
         overlap: int = 128,
         max_detections: int = 100,
-        agnostic_nms: bool = AGNOSTIC_NMS,
+        agnostic: bool | None = Query(None, alias="agnostic_nms"),
         output_format: str = Query("json", alias="format"),
     ) -> JSONResponse:
         chosen = model(name or model_name or next(iter(served)))
@@ -164,7 +167,7 @@ def create_app(models: dict[str, Path], limits: ServeLimits, abnormal: str | Non
                     overlap=overlap,
                     max_detections=max_detections,
                     min_score=min_score,
-                    agnostic_nms=agnostic_nms,
+                    agnostic_nms=agnostic_nms if agnostic is None else agnostic,
                     should_stop=job.should_stop,
                 )
 
