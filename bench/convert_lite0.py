@@ -50,15 +50,20 @@ def torch_outputs(model, images: np.ndarray, lite_input: bool = True) -> tuple[n
     """(pooled features, logits) of uint8 NHWC images under Lite0's scaling or ImageNet mean/std."""
     import torch
 
+    with torch.no_grad():
+        batch = torch.from_numpy(scaled_nchw(images, lite_input))
+        pooled = model.extract_features(batch).mean(dim=(2, 3))
+        return pooled.numpy(), model._fc(pooled).numpy()
+
+
+def scaled_nchw(images: np.ndarray, lite_input: bool) -> np.ndarray:
+    """uint8 NHWC images -> float32 NCHW under Lite0's scaling or official's ImageNet mean/std."""
     pixels = images.astype(np.float32)
     if lite_input:
         scaled = (pixels - pretrained.LITE_MEAN) / pretrained.LITE_STDDEV
     else:
         scaled = (pixels - np.float32(MEAN_RGB)) / np.float32(STDDEV_RGB)
-    with torch.no_grad():
-        batch = torch.from_numpy(scaled.transpose(0, 3, 1, 2).copy())
-        pooled = model.extract_features(batch).mean(dim=(2, 3))
-        return pooled.numpy(), model._fc(pooled).numpy()
+    return np.ascontiguousarray(scaled.transpose(0, 3, 1, 2))
 
 
 @contextlib.contextmanager
@@ -129,13 +134,8 @@ def input_scaling_check(model) -> None:
         photo = square(Image.open(file), 224)
     norm = model._bn0
     for label, lite in (("(pixel - 127) / 128", True), ("ImageNet mean/std", False)):
-        pixels = photo.astype(np.float32)
-        if lite:
-            scaled = (pixels - pretrained.LITE_MEAN) / pretrained.LITE_STDDEV
-        else:
-            scaled = (pixels - np.float32(MEAN_RGB)) / np.float32(STDDEV_RGB)
         with torch.no_grad():
-            stem = model._conv_stem(torch.from_numpy(scaled.transpose(0, 3, 1, 2).copy()))
+            stem = model._conv_stem(torch.from_numpy(scaled_nchw(photo, lite)))
         live = norm.running_var.numpy() > 0  # a few channels are dead: variance 0
         variance_ratio = np.median(stem.var(dim=(0, 2, 3)).numpy()[live] / norm.running_var.numpy()[live])
         logits = torch_outputs(model, photo, lite_input=lite)[1][0]

@@ -7,10 +7,10 @@ import pytest
 
 from cervical_tf.boxes import iou as box_iou
 from cervical_tf.evaluation.ground_truth import GroundTruthImage
-from cervical_tf.evaluation.metrics import (
+from cervical_tf.evaluation.metrics import coco_metrics
+from cervical_tf.evaluation.screening import (
     BACKGROUND_ROW,
     MISSED_COLUMN,
-    coco_metrics,
     confusion_matrix,
     froc_points,
     greedy_match,

@@ -35,7 +35,7 @@ from cervical_tf.inference.predictor import Predictor
 from cervical_tf.serve.jobs import Job
 from cervical_tf.serve.limits import RequestError, ServeLimits
 from cervical_tf.serve.slots import WorkerSlots
-from cervical_tf.serve.tf_serving import parse_predict_request
+from cervical_tf.serve.tf_serving_request import parse_predict_request
 
 
 @pytest.fixture(scope="module")

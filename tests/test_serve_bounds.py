@@ -28,7 +28,7 @@ from PIL import Image
 from server_process import running_server, server_process
 
 from cervical_tf.inference.tiling import tile_count
-from cervical_tf.serve import tf_serving
+from cervical_tf.serve import tf_serving_request
 from cervical_tf.serve.jobs import Job
 from cervical_tf.serve.limits import RequestError, ServeLimits, check_tiles
 from cervical_tf.serve.slots import WorkerSlots
@@ -173,16 +173,16 @@ def test_serve_predict_parses_one_body_at_a_time(fast_export: Path, monkeypatch:
 
     parsing = [0]
     most = [0]
-    parse = tf_serving.parse_predict_request
+    parse = tf_serving_request.parse_predict_request
 
-    def counting_parse(body: bytes, signature: dict) -> tf_serving.PredictRequest:
+    def counting_parse(body: bytes, signature: dict) -> tf_serving_request.PredictRequest:
         parsing[0] += 1
         most[0] = max(most[0], parsing[0])
         time.sleep(0.3)  # a long parse: the others must wait for it
         parsing[0] -= 1
         return parse(body, signature)
 
-    monkeypatch.setattr(tf_serving, "parse_predict_request", counting_parse)
+    monkeypatch.setattr(tf_serving_request, "parse_predict_request", counting_parse)
     pillow_limit = Image.MAX_IMAGE_PIXELS
     try:
         app = create_app({"fake": fast_export}, ServeLimits(), None)

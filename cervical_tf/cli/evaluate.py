@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from cervical_tf.boxes import EVALUATE_AGNOSTIC_NMS
-from cervical_tf.cli.predict import add_agnostic_nms_flag
+from cervical_tf.cli.predict import add_run_flags, run_options
 
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:
@@ -38,9 +38,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         default=0.5,
         help="score at which a detection counts for the confusion matrix and image-level calls (default 0.5)",
     )
-    parser.add_argument("--tile", type=int, help="predict in tiles of T x T pixels (large slides)")
-    parser.add_argument("--overlap", type=int, default=128, help="overlap of neighbouring tiles in pixels")
-    add_agnostic_nms_flag(parser, default=EVALUATE_AGNOSTIC_NMS)
+    add_run_flags(parser, agnostic_nms=EVALUATE_AGNOSTIC_NMS)
     parser.set_defaults(handler=run)
 
 
@@ -54,7 +52,5 @@ def run(args: argparse.Namespace) -> None:
         images=args.images,
         abnormal_names=args.abnormal,
         min_score=args.min_score,
-        tile=args.tile,
-        overlap=args.overlap,
-        agnostic_nms=args.agnostic_nms,
+        **run_options(args),
     )

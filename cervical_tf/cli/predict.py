@@ -39,22 +39,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         metavar="N",
         help="keep at most this many per image (default 100)",
     )
-    parser.add_argument(
-        "--tile",
-        type=int,
-        default=None,
-        metavar="T",
-        help="run images larger than T px in overlapping T x T tiles (default: whole images)",
-    )
-    parser.add_argument(
-        "--overlap",
-        type=int,
-        default=128,
-        metavar="PX",
-        help="tile overlap in px; at least the largest cell's size, so every cell is whole in some tile "
-        "(default 128)",
-    )
-    add_agnostic_nms_flag(parser)
+    add_run_flags(parser)
     parser.add_argument(
         "--coco-gt",
         type=Path,
@@ -77,19 +62,38 @@ def run(args: argparse.Namespace) -> None:
         args.images,
         min_score=args.min_score,
         max_detections=args.max_detections,
-        tile=args.tile,
-        overlap=args.overlap,
-        agnostic_nms=args.agnostic_nms,
         coco_gt=args.coco_gt,
+        **run_options(args),
     )
 
 
-def add_agnostic_nms_flag(parser: argparse.ArgumentParser, default: bool = AGNOSTIC_NMS) -> None:
-    """--agnostic-nms / --no-agnostic-nms, shared by predict and evaluate (defaults: see boxes.py)."""
+def add_run_flags(parser: argparse.ArgumentParser, agnostic_nms: bool = AGNOSTIC_NMS) -> None:
+    """--tile, --overlap and --agnostic-nms: how the model runs, shared by predict and evaluate."""
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        metavar="T",
+        help="run images larger than T px in overlapping T x T tiles (default: whole images)",
+    )
+    parser.add_argument(
+        "--overlap",
+        type=int,
+        default=128,
+        metavar="PX",
+        help="tile overlap in px; at least the largest cell's size, so every cell is whole in some tile "
+        "(default 128)",
+    )
     parser.add_argument(
         "--agnostic-nms",
         action=argparse.BooleanOptionalAction,
-        default=default,
+        default=agnostic_nms,
         help="one label per cell: suppress overlapping boxes of other classes too (IoU > 0.5), as "
-        f"Ultralytics' agnostic_nms (default: {'on' if default else 'off'}; chosen on CRIC, bench/README.md)",
+        f"Ultralytics' agnostic_nms (default: {'on' if agnostic_nms else 'off'}; chosen on CRIC, "
+        "bench/README.md)",
     )
+
+
+def run_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments `add_run_flags` parsed, for predict_images and evaluate_model."""
+    return {"tile": args.tile, "overlap": args.overlap, "agnostic_nms": args.agnostic_nms}

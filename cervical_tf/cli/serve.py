@@ -10,7 +10,7 @@ import logging
 import re
 from pathlib import Path
 
-from cervical_tf.cli.predict import add_agnostic_nms_flag
+from cervical_tf.boxes import AGNOSTIC_NMS
 from cervical_tf.errors import DataError
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # it becomes part of the URL
@@ -87,7 +87,13 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         metavar="N",
         help=":predict JSON bodies parsed at once (default 1)",
     )
-    add_agnostic_nms_flag(parser)
+    parser.add_argument(
+        "--agnostic-nms",
+        action=argparse.BooleanOptionalAction,
+        default=AGNOSTIC_NMS,
+        help="/v1/detect's default when the query has no agnostic_nms: one label per cell, as predict "
+        f"(default: {'on' if AGNOSTIC_NMS else 'off'})",
+    )
     parser.add_argument(
         "--abnormal",
         default=None,

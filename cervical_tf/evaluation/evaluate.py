@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cervical_tf.boxes import EVALUATE_AGNOSTIC_NMS
 from cervical_tf.errors import DataError
-from cervical_tf.evaluation import metrics
+from cervical_tf.evaluation import metrics, screening
 from cervical_tf.evaluation.ground_truth import (
     GroundTruthImage,
     class_id_map,
@@ -118,26 +118,26 @@ def evaluate_detections(
         for class_id, name in labels.items()
     }
     abnormal_ids = {class_id for class_id, name in labels.items() if name in abnormal}
-    screening = metrics.image_level_screening(ground_truth, detections, abnormal_ids, min_score)
+    image_level = screening.image_level_screening(ground_truth, detections, abnormal_ids, min_score)
     return {
         "images": len(ground_truth),
         "ground_truth_boxes": len(all_truth_ids),
         "crowd_regions": sum(int(truth.is_crowd.sum()) for truth in ground_truth),
         "detections": len(all_found_ids),
         "min_score": min_score,
-        "iou_threshold": metrics.IOU_THRESHOLD,
+        "iou_threshold": screening.IOU_THRESHOLD,
         "AP": coco["AP"],
         "AP50": coco["AP50"],
         "AP75": coco["AP75"],
         "AR100": coco["AR100"],
         "per_class": per_class,
         "pr_curves": coco["pr_curves"],
-        "confusion_matrix": metrics.confusion_matrix(ground_truth, detections, labels, min_score),
+        "confusion_matrix": screening.confusion_matrix(ground_truth, detections, labels, min_score),
         "abnormal": {
             "classes": [name for name in labels.values() if name in abnormal],
             "chosen_by": abnormal_reason or "given by the caller",
-            "image_level": screening if abnormal_ids else None,
-            "froc": metrics.froc_points(ground_truth, detections, abnormal_ids) if abnormal_ids else None,
+            "image_level": image_level if abnormal_ids else None,
+            "froc": screening.froc_points(ground_truth, detections, abnormal_ids) if abnormal_ids else None,
         },
     }
 

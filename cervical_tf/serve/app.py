@@ -28,7 +28,7 @@ from cervical_tf.inference import outputs
 from cervical_tf.inference.abnormal import abnormal_classes
 from cervical_tf.inference.detections import Detections
 from cervical_tf.inference.predictor import PredictionStopped, Predictor, validate_options
-from cervical_tf.serve import tf_serving
+from cervical_tf.serve import tf_serving, tf_serving_request
 from cervical_tf.serve.jobs import Job, Jobs, read_in_time, stop_on_disconnect
 from cervical_tf.serve.limits import (
     PREDICT_FLAG,
@@ -123,7 +123,7 @@ def create_app(
             body = await read_in_time(job, read_body(request, limits.max_predict_bytes, PREDICT_FLAG))
             async with stop_on_disconnect(request, job):
                 parsed = await parse_slots.run(
-                    job, lambda: tf_serving.parse_predict_request(body, chosen.signature)
+                    job, lambda: tf_serving_request.parse_predict_request(body, chosen.signature)
                 )
                 results = await model_slots.run(job, lambda: run_instances(chosen, parsed, job))
         return JSONResponse(tf_serving.predict_response(parsed, results))
@@ -219,7 +219,7 @@ def load_models(models: dict[str, Path], abnormal: str | None) -> dict[str, Serv
 
 
 def run_instances(
-    model: ServedModel, parsed: tf_serving.PredictRequest, job: Job
+    model: ServedModel, parsed: tf_serving_request.PredictRequest, job: Job
 ) -> list[dict[str, np.ndarray]]:
     """Run a :predict request's instances one by one (an export's batch is 1), while `job` allows."""
     results = []
