@@ -330,17 +330,18 @@ def test_predict_and_evaluate_with_the_real_export(exported: Path, trained: dict
     assert {"AP", "AP50", "AP75", "AR100", "per_class"} <= set(report)
 
 
-def test_evaluate_agrees_with_training_time_validation(exported: Path, trained: dict[str, Path]) -> None:
+def test_evaluate_agrees_with_training_time_validation(trained: dict[str, Path]) -> None:
     """One export, one TFRecord set, both evaluators: training's validation (`train --checkpoint_dir`
     on the export's checkpoint, official.vision's COCOEvaluator on val_coco.json) and `evaluate` of
     the SavedModel (with --no-agnostic-nms: training scores the model's own per-class NMS output).
 
-    A 2-step model finds no cell: on the real boxes both would say 0 and prove nothing. So the
-    validation images are written again with, beside their cells, six of the export's own
-    detections per image as ground truth (one of them a crowd region): AP becomes a number that
-    the two definitions could disagree on. Tolerance 1e-3: metrics.csv keeps 5 decimals, and the
-    two runs compute the same network in different graphs (validation input pipeline vs. the
-    exported graph's own resizing), which moves boxes and scores by float rounding only.
+    A 2-step model finds no cell: on the real boxes both would say 0 and prove nothing. So it is
+    exported with a score threshold of 0 (every box kept), and the validation images are written
+    again with, beside their cells, six of the export's own detections per image as ground truth
+    (one of them a crowd region): AP becomes a number that the two definitions could disagree on.
+    Tolerance 1e-3: metrics.csv keeps 5 decimals, and the two runs compute the same network in
+    different graphs (validation input pipeline vs. the exported graph's own resizing), which moves
+    boxes and scores by float rounding only.
     """
     import csv
 
@@ -354,6 +355,20 @@ def test_evaluate_agrees_with_training_time_validation(exported: Path, trained: 
 
     root = trained["root"] / "agreement"
     (root / "images").mkdir(parents=True)
+    # Its own export, keeping every box whatever its score (post-processing may change at export):
+    # a 2-step model can score every box under the default threshold, and then both sides say 0.
+    exported = root / "export"
+    export = [
+        "export",
+        "--trained_checkpoint_dir",
+        str(trained["model"]),
+        "--output_directory",
+        str(exported),
+    ]
+    assert (
+        main([*export, "--params_override", "task.model.detection_generator.pre_nms_score_threshold=0.0"])
+        == 0
+    )
     label_map = read_label_map(trained["data"] / "label_map.pbtxt")
     names = {class_id: name for name, class_id in label_map.items()}
     predictor = Predictor.load(exported)
