@@ -16,6 +16,7 @@ from tfrecords_gen.readers import sipakmed
 from tfrecords_gen.records import ReaderInput
 from tfrecords_gen.sample import CLASS_FOLDERS, SampleSpec, generate_sample
 from tfrecords_gen.sample_cells import make_cell
+from tfrecords_gen.sample_marker import SAMPLE_MARKER
 from tfrecords_gen.validate import validate
 
 SMALL = SampleSpec(images=20, seed=3, width=384, height=288)
@@ -72,7 +73,7 @@ def cytoplasm_pixels(folder: Path) -> np.ndarray:
 
 
 def test_generate_sample_writes_sipakmed_layout(sample_dir: Path) -> None:
-    assert sorted(p.name for p in sample_dir.iterdir()) == sorted(CLASS_FOLDERS.values())
+    assert sorted(p.name for p in sample_dir.iterdir()) == sorted([*CLASS_FOLDERS.values(), SAMPLE_MARKER])
     for folder_name in CLASS_FOLDERS.values():
         folder = sample_dir / folder_name
         images = sorted(p.name for p in folder.glob("*.bmp"))

@@ -7,6 +7,7 @@ Layout (see shared/formats/SIPAKMED.md):
     out_dir/im_<Class>/NNN.bmp          24-bit RGB cluster image, NNN = 001, 002, ... per folder
     out_dir/im_<Class>/NNN_cytMM.dat    cytoplasm polygon of annotated cell MM, one `x,y` a line
     out_dir/im_<Class>/NNN_nucMM.dat    nucleus polygon of the same cell
+    out_dir/SYNTHETIC_SAMPLE.json       marks the class folders as drawn (see sample_marker.py)
 
 Every annotated cell of an image in `im_X/` is of class X. With `label_fraction < 1` an image also
 holds unannotated cells, as SIPaKMeD does. Output is byte-identical for a given spec.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from tfrecords_gen.sample_cells import Cell, make_cell, render_image
+from tfrecords_gen.sample_marker import SAMPLE_MARKER, write_sample_marker
 
 CLASS_FOLDERS = {
     "Superficial-Intermediate": "im_Superficial-Intermediate",
@@ -102,6 +104,7 @@ def generate_sample(out_dir: Path, spec: SampleSpec, progress: bool = True) -> S
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
         cells, drawn = _write_images(staging, spec, progress)
+        write_sample_marker(staging, CLASS_FOLDERS.values(), asdict(spec))
         _refuse_existing(out_dir)
         _publish(staging, out_dir)
     except BaseException:
@@ -135,6 +138,7 @@ def _publish(staging: Path, out_dir: Path) -> None:
         if target.exists():
             target.rmdir()  # empty, checked by _refuse_existing
         (staging / folder).rename(target)
+    (staging / SAMPLE_MARKER).replace(out_dir / SAMPLE_MARKER)
     staging.rmdir()
 
 
