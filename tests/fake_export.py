@@ -12,6 +12,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from cervical_tf.export.model_card import MODEL_CARD, ModelCard, write_model_card
+
 FAKE_ROWS = 5  # the fake model pads its outputs to this many rows, like a real export's max_total_size
 
 
@@ -65,10 +67,47 @@ def _extent(mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 def write_fake_export(export_dir: Path, grey_score: float = 0.4, seconds_per_call: float = 0.0) -> Path:
-    """EXPORT_DIR/saved_model + label_map.pbtxt (1 grey, 2 dark) as `cervical-tf export` writes them."""
+    """EXPORT_DIR/saved_model + label_map.pbtxt (1 grey, 2 dark) as `cervical-tf export` writes them,
+    without a model card (as an export made before model cards; see `add_model_card`)."""
     module = DarkAndGreyDetector(grey_score, seconds_per_call)
     tf.saved_model.save(module, str(export_dir / "saved_model"), signatures={"serving_default": module.serve})
     (export_dir / "label_map.pbtxt").write_text(
         "item {\n  id: 1\n  name: 'grey'\n}\nitem {\n  id: 2\n  name: 'dark'\n}\n", encoding="utf-8"
     )
     return export_dir
+
+
+def add_model_card(export_dir: Path, synthetic_sample: str) -> Path:
+    """EXPORT_DIR/model_card.json of `fake_model_card(synthetic_sample)`; returns EXPORT_DIR."""
+    card = ModelCard(fake_model_card(synthetic_sample), export_dir / MODEL_CARD)
+    write_model_card(card.path, card)
+    return export_dir
+
+
+def fake_model_card(synthetic_sample: str) -> dict:
+    """Model card facts of a model trained 300 steps on /data/DATA (synthetic_sample "all" or "none")."""
+    folder = "/data/sample" if synthetic_sample == "all" else "/data/cric"
+    train = {"images": 8, "boxes": 40, "classes": {"grey": 25, "dark": 15}}
+    val = {"images": 2, "boxes": 9, "classes": {"grey": 6, "dark": 3}}
+    return {
+        "card_version": 1,
+        "exported": "2026-01-02T03:04:05+00:00",
+        "project_version": "0.1.0",
+        "classes": ["grey", "dark"],
+        "training_data": {
+            "folder": folder,
+            "splits": {"train": train, "val": val},
+            "synthetic_sample": synthetic_sample,
+            "synthetic_images": {"train": 8, "val": 2} if synthetic_sample == "all" else None,
+        },
+        "pixel_size_um": None,
+        "pixel_size_note": "unknown",
+        "recipe": {
+            "config": "recipe.yaml",
+            "backbone": "resnet-18",
+            "decoder": "fpn",
+            "input_size": [512, 512, 3],
+        },
+        "training": {"steps": 300, "planned_steps": 300, "checkpoint": "ckpt-300"},
+        "validation": {"step": 300, "AP": 0.25, "AP50": 0.5},
+    }

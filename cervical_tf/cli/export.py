@@ -16,7 +16,8 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         help="export a trained checkpoint as a SavedModel (TF OD API signature)",
         description="Write OUTPUT/saved_model (serving_default: input_tensor uint8 [1,H,W,3] -> "
         "detection_boxes normalized [ymin,xmin,ymax,xmax] of the original image, detection_scores, "
-        "detection_classes, num_detections), OUTPUT/checkpoint, OUTPUT/params.yaml, OUTPUT/label_map.pbtxt. "
+        "detection_classes, num_detections), OUTPUT/checkpoint, OUTPUT/params.yaml, OUTPUT/label_map.pbtxt, "
+        "OUTPUT/model_card.json (training data, classes and boxes, recipe, steps, validation AP). "
         "The model is built from MODEL_DIR/params.yaml, the config training wrote.",
     )
     add_exporter_flags(parser)
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> None:
 
     quiet_logs(args.alsologtostderr)
     from cervical_tf.export.config import ExportConfigRequest, export_config, model_dir_of
+    from cervical_tf.export.model_card import ModelCard, warn_if_synthetic
     from cervical_tf.export.saved_model import ExportRequest, export
 
     label_map_path = _label_map(args.data, model_dir_of(args.trained_checkpoint_dir))
@@ -70,12 +72,21 @@ def run(args: argparse.Namespace) -> None:
         print(f"note: {note}", file=sys.stderr)
     output = export(
         resolved.params,
-        ExportRequest(args.trained_checkpoint_dir, args.output_directory, label_map_path, args.input_type),
+        ExportRequest(
+            args.trained_checkpoint_dir,
+            args.output_directory,
+            label_map_path,
+            args.input_type,
+            args.pipeline_config_path,
+        ),
     )
     print(
         f"wrote {output}/saved_model (signature serving_default, input {args.input_type}), "
-        f"{output}/checkpoint, {output}/params.yaml, {output}/label_map.pbtxt"
+        f"{output}/checkpoint, {output}/params.yaml, {output}/label_map.pbtxt, {output}/model_card.json"
     )
+    card = ModelCard.load(output)
+    print(f"model card: {card.summary}")
+    warn_if_synthetic(card)
 
 
 def _label_map(data_dir: Path | None, model_dir: Path) -> Path:

@@ -16,8 +16,12 @@ import tensorflow as tf
 from official.vision.serving import detection, export_saved_model_lib
 
 from cervical_tf.errors import DataError
+from cervical_tf.export.config import model_dir_of
+from cervical_tf.export.model_card import MODEL_CARD, ModelCard, write_model_card
+from cervical_tf.export.provenance import model_card_facts
 from cervical_tf.export.signature import INPUT_NAME, INPUT_TYPES, SIGNATURE
 from tfrecords_gen.atomic import atomic_folder
+from tfrecords_gen.label_map import read_label_map
 
 
 class OdApiDetectionModule(detection.DetectionModule):
@@ -41,16 +45,25 @@ class ExportRequest:
     output_directory: Path
     label_map_path: Path
     input_type: str = "image_tensor"
+    pipeline_config_path: Path | None = None  # recorded in the model card's recipe when given
 
 
 def export(params, request: ExportRequest) -> Path:
-    """Write OUTPUT/saved_model, OUTPUT/checkpoint, OUTPUT/params.yaml and OUTPUT/label_map.pbtxt."""
+    """Write OUTPUT/saved_model, OUTPUT/checkpoint, OUTPUT/params.yaml, OUTPUT/label_map.pbtxt and
+    OUTPUT/model_card.json (what the model learned from: `model_card`)."""
     if request.input_type not in INPUT_TYPES:
         raise DataError(f"--input_type {request.input_type!r}: expected one of {', '.join(INPUT_TYPES)}")
     checkpoint = request.trained_checkpoint_dir
     checkpoint_path = tf.train.latest_checkpoint(str(checkpoint)) if checkpoint.is_dir() else str(checkpoint)
     if not checkpoint_path:
         raise DataError(f"--trained_checkpoint_dir {checkpoint}: no checkpoint found (expected ckpt-N files)")
+    card = model_card_facts(
+        params,
+        checkpoint_path,
+        model_dir_of(checkpoint),
+        read_label_map(request.label_map_path),
+        request.pipeline_config_path,
+    )
     output = request.output_directory
     function_key = INPUT_TYPES[request.input_type]
     refusal = "exists and is not an earlier export; choose another --output_directory"
@@ -77,4 +90,5 @@ def export(params, request: ExportRequest) -> Path:
             function_keys={function_key: SIGNATURE},
         )
         shutil.copyfile(request.label_map_path, staging / "label_map.pbtxt")
+        write_model_card(staging / MODEL_CARD, ModelCard(card, staging / MODEL_CARD))
     return output

@@ -4,7 +4,8 @@ The export contract (written by `cervical-tf export`): `EXPORT_DIR/saved_model/`
 signature `serving_default` taking `input_tensor` uint8 [1, H, W, 3] and returning
 `detection_boxes` float32 [1, N, 4] normalized [ymin, xmin, ymax, xmax] of the input image,
 `detection_scores` float32 [1, N] (high to low), `detection_classes` float32 [1, N] (label-map ids
-from 1) and `num_detections` float32 [1]; and `EXPORT_DIR/label_map.pbtxt`.
+from 1) and `num_detections` float32 [1]; and `EXPORT_DIR/label_map.pbtxt`. `EXPORT_DIR/model_card.json`
+(what the model learned from) is read when present: `Predictor.model_card`.
 Large fields run in overlapping tiles, merged by `tiling.merge_tiles`.
 """
 
@@ -19,6 +20,7 @@ import tensorflow as tf
 from cervical_tf import boxes
 from cervical_tf.boxes import norm_yxyx_to_px
 from cervical_tf.errors import DataError
+from cervical_tf.export.model_card import ModelCard
 from cervical_tf.export.signature import INPUT_NAME, OUTPUT_NAMES, SIGNATURE
 from cervical_tf.images import to_rgb
 from cervical_tf.inference import tiling
@@ -33,16 +35,18 @@ class PredictionStopped(Exception):
 class Predictor:
     """A loaded export: `Predictor.load(export_dir).predict(image, name)`."""
 
-    def __init__(self, model: object, labels: dict[int, str], source: Path):
+    def __init__(self, model: object, labels: dict[int, str], source: Path, model_card: ModelCard):
         """`model`: what tf.saved_model.load returned (kept: its signature needs its variables)."""
         self._model = model
         self._serve = model.signatures[SIGNATURE]
         self._labels = dict(labels)
         self.source = source
+        self.model_card = model_card
 
     @classmethod
     def load(cls, export_dir: Path) -> Predictor:
-        """Load EXPORT_DIR (saved_model/ and label_map.pbtxt); DataError saying what is missing."""
+        """Load EXPORT_DIR (saved_model/, label_map.pbtxt, model_card.json if any); DataError saying what
+        is missing or broken."""
         export_dir = Path(export_dir)
         if not export_dir.is_dir():
             raise DataError(
@@ -57,12 +61,13 @@ class Predictor:
         if not label_map_path.is_file():
             raise DataError(f"{export_dir}: no label_map.pbtxt beside saved_model/")
         labels = {class_id: name for name, class_id in read_label_map(label_map_path).items()}
+        model_card = ModelCard.load(export_dir)
         try:
             loaded = tf.saved_model.load(str(saved_model))
         except (OSError, ValueError, tf.errors.OpError) as error:
             raise DataError(f"{saved_model}: cannot load the SavedModel: {error}") from error
         _check_signature(loaded, saved_model)
-        return cls(loaded, labels, export_dir)
+        return cls(loaded, labels, export_dir, model_card)
 
     @property
     def labels(self) -> dict[int, str]:
