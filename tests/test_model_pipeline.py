@@ -418,3 +418,60 @@ def test_evaluate_agrees_with_training_time_validation(trained: dict[str, Path])
     assert float(training_time["AP50"]) > 0.05  # the comparison is about real numbers, not two zeros
     assert report["AP"] == pytest.approx(float(training_time["AP"]), abs=1e-3)
     assert report["AP50"] == pytest.approx(float(training_time["AP50"]), abs=1e-3)
+
+
+def test_export_writes_the_model_card_of_what_training_saw(exported: Path, trained: dict[str, Path]) -> None:
+    """The card's facts come from the data folder, the checkpoint and metrics.csv training wrote."""
+    import csv
+    import importlib.metadata
+
+    from cervical_tf.export.model_card import SYNTHETIC_WARNING
+    from tfrecords_gen.label_map import read_label_map
+
+    card = json.loads((exported / "model_card.json").read_text())
+    stats = json.loads((trained["data"] / "dataset_stats.json").read_text())
+    data = card["training_data"]
+    assert data["folder"] == str(trained["data"])
+    assert data["splits"] == {
+        split: {"images": numbers["images"], "boxes": numbers["boxes"], "classes": numbers["classes"]}
+        for split, numbers in stats["splits"].items()
+    }
+    assert sum(split["images"] for split in data["splits"].values()) == 10  # the workspace's sample
+    assert data["synthetic_sample"] == "all" and card["warning"] == SYNTHETIC_WARNING  # trained on the sample
+    steps = int(tf.train.latest_checkpoint(str(trained["model"])).rsplit("-", 1)[1])
+    assert card["training"]["steps"] == steps
+    with (trained["model"] / "metrics.csv").open(newline="") as stream:
+        evaluation = [row for row in csv.DictReader(stream) if int(row["step"]) <= steps][-1]
+    assert card["validation"] == {
+        "step": int(evaluation["step"]),
+        "AP": float(evaluation["AP"]),
+        "AP50": float(evaluation["AP50"]),
+    }
+    assert card["recipe"] == {
+        "config": None,  # exported without --pipeline_config_path: params.yaml does not name its YAML
+        "backbone": "resnet-18",
+        "decoder": "fpn",
+        "input_size": [256, 256, 3],
+        "init_checkpoint": None,
+        "batch_size": 1,
+    }
+    label_map = read_label_map(trained["data"] / "label_map.pbtxt")
+    assert card["classes"] == sorted(label_map, key=label_map.__getitem__)
+    assert card["pixel_size_um"] is None
+    assert card["project_version"] == importlib.metadata.version("cervical-tf")
+
+
+def test_predict_with_the_sample_trained_export_warns_on_every_output(
+    exported: Path, trained: dict[str, Path], capsys: pytest.CaptureFixture
+) -> None:
+    from cervical_tf.export.model_card import SYNTHETIC_WARNING
+
+    image = sorted((trained["sample"] / "im_Koilocytotic").glob("*.bmp"))[0]
+    results = trained["root"] / "warned"
+    capsys.readouterr()
+    assert main(["predict", "--model", str(exported), "--output", str(results), str(image)]) == 0
+    printed = capsys.readouterr()
+    assert printed.out.startswith(f"model: {SYNTHETIC_WARNING.upper()}. resnet-18 + fpn at 256x256")
+    assert f"warning: the model was {SYNTHETIC_WARNING}" in printed.err
+    assert json.loads((results / "detections.json").read_text())[0]["model_warning"] == SYNTHETIC_WARNING
+    assert json.loads((results / "model_card.json").read_text())["warning"] == SYNTHETIC_WARNING

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_export import write_fake_export
+from fake_export import add_model_card, write_fake_export
 from PIL import Image
 
 from cervical_tf import cli
 from cervical_tf.errors import DataError
+from cervical_tf.export.model_card import MODEL_CARD, SYNTHETIC_WARNING
+from cervical_tf.inference.outputs import WARNING_RED
 
 
 @pytest.fixture(scope="module")
@@ -258,3 +261,74 @@ def test_coco_results_without_coco_gt_number_images_in_argument_order(
     results = json.loads((tmp_path / "results" / "coco_results.json").read_text())
     assert [(result["image_id"], result["category_id"]) for result in results] == [(1, 2), (2, 2), (2, 1)]
     assert "image ids 1..2 in argument order" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def carded_exports(export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The fake export with a model card: trained on the synthetic sample ("all") or real data ("none")."""
+    return {
+        kind: add_model_card(shutil.copytree(export_dir, tmp_path_factory.mktemp("carded") / kind), kind)
+        for kind in ("all", "none")
+    }
+
+
+def test_predict_outputs_say_a_synthetic_model_never_saw_a_real_cell(
+    tmp_path: Path, carded_exports: dict[str, Path], capsys: pytest.CaptureFixture
+) -> None:
+    image = save_image(tmp_path / "field.png")
+    assert predict(carded_exports["all"], tmp_path / "results", str(image)) == 0
+
+    printed = capsys.readouterr()
+    assert printed.out.startswith(f"model: {SYNTHETIC_WARNING.upper()}. resnet-18 + fpn at 512x512")
+    assert f"warning: the model was {SYNTHETIC_WARNING}" in printed.err.splitlines()[-1]
+    results = tmp_path / "results"
+    [entry] = json.loads((results / "detections.json").read_text())
+    assert entry["model_warning"] == SYNTHETIC_WARNING
+    geojson = json.loads((results / "detections.geojson").read_text())
+    assert geojson["model_card"]["warning"] == SYNTHETIC_WARNING
+    card = json.loads((results / MODEL_CARD).read_text())
+    assert card["training_data"]["synthetic_sample"] == "all" and card["warning"] == SYNTHETIC_WARNING
+    with Image.open(results / "overlays" / "field.png") as overlay:
+        assert overlay.size == (120, 90)
+        assert "synthetic sample" in overlay.text["Description"]
+        bottom_row = np.asarray(overlay.convert("RGB"))[-1]
+    assert (bottom_row == WARNING_RED).all()  # the red strip across the bottom
+
+
+def test_predict_outputs_carry_a_real_data_model_card_without_warning(
+    tmp_path: Path, carded_exports: dict[str, Path], capsys: pytest.CaptureFixture
+) -> None:
+    image = save_image(tmp_path / "field.png")
+    assert predict(carded_exports["none"], tmp_path / "results", str(image)) == 0
+
+    printed = capsys.readouterr()
+    summary = "resnet-18 + fpn at 512x512 (recipe.yaml); 300 steps on /data/cric: 8 train images, 40 boxes"
+    assert printed.out.startswith(f"model: {summary}, 2 classes (real images); validation AP 0.250, AP50")
+    assert "warning" not in printed.err
+    results = tmp_path / "results"
+    [entry] = json.loads((results / "detections.json").read_text())
+    assert "model_warning" not in entry
+    card = json.loads((results / MODEL_CARD).read_text())
+    assert card["warning"] is None and card["training_data"]["folder"] == "/data/cric"
+    assert json.loads((results / "detections.geojson").read_text())["model_card"] == card
+    with Image.open(results / "overlays" / "field.png") as overlay:
+        assert summary in overlay.text["Description"]
+        assert (np.asarray(overlay.convert("RGB"))[-1] == 255).all()  # white field, no strip
+
+
+def test_predict_with_an_export_without_card_says_its_provenance_is_unknown(
+    tmp_path: Path, export_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert predict(export_dir, tmp_path / "results", str(save_image(tmp_path / "field.png"))) == 0
+    assert capsys.readouterr().out.startswith("model: unknown provenance: no model_card.json in")
+    card = json.loads((tmp_path / "results" / MODEL_CARD).read_text())
+    assert card["provenance"] == "unknown" and card["warning"] is None
+
+
+def test_predict_refuses_a_damaged_model_card(
+    tmp_path: Path, export_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    damaged = shutil.copytree(export_dir, tmp_path / "export")
+    (damaged / MODEL_CARD).write_text("[1, 2]", encoding="utf-8")
+    assert predict(damaged, tmp_path / "results", str(save_image(tmp_path / "field.png"))) == 2
+    assert f"{damaged / MODEL_CARD}: not a model card" in capsys.readouterr().err

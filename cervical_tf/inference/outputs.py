@@ -16,6 +16,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
+from PIL.PngImagePlugin import PngInfo
 
 from cervical_tf import boxes
 from cervical_tf.inference.detections import Detections
@@ -23,6 +24,7 @@ from tfrecords_gen.atomic import atomic_path
 
 CSV_COLUMNS = ("image", "width", "height", "class", "class_id", "score", "xmin", "ymin", "xmax", "ymax")
 Color = tuple[int, int, int]
+WARNING_RED: Color = (200, 0, 0)  # the overlay's strip for a model card's warning
 
 
 def class_color(class_id: int) -> Color:
@@ -37,12 +39,27 @@ def palette(labels: dict[int, str]) -> dict[int, Color]:
 
 
 def write_overlay(
-    path: Path, image_array: np.ndarray, detections: Detections, class_colors: dict[int, Color] | None = None
+    path: Path,
+    image_array: np.ndarray,
+    detections: Detections,
+    class_colors: dict[int, Color] | None = None,
+    *,
+    model_summary: str | None = None,
+    model_warning: str | None = None,
 ) -> None:
-    """PNG of `image_array` (uint8 [H, W, 3]) with a box and score per detection and a legend of counts."""
+    """PNG of `image_array` (uint8 [H, W, 3]) with a box and score per detection and a legend of counts.
+
+    `model_warning` is drawn as a red strip across the bottom (the overlay keeps the image's size);
+    `model_summary` goes into the PNG's Description text chunk.
+    """
     canvas = Image.fromarray(render_overlay(image_array, detections, class_colors))
+    if model_warning:
+        _banner(ImageDraw.Draw(canvas), canvas.size, model_warning.upper())
+    text = PngInfo()
+    if model_summary:
+        text.add_text("Description", f"cervical-tf model: {model_summary}")
     with atomic_path(Path(path)) as temporary:
-        canvas.save(temporary, format="PNG")
+        canvas.save(temporary, format="PNG", pnginfo=text)
 
 
 def render_overlay(
@@ -72,10 +89,14 @@ def render_overlay(
     return np.asarray(canvas)
 
 
-def write_detections_json(path: Path, detections_list: Sequence[Detections]) -> None:
+def write_detections_json(
+    path: Path, detections_list: Sequence[Detections], model_warning: str | None = None
+) -> None:
     """`[{"image", "width", "height", "detections": [{"box": [xmin, ymin, xmax, ymax], "class",
-    "class_id", "score"}]}]`, one entry per image in order; boxes in original pixels."""
-    entries = [image_entry(detections) for detections in detections_list]
+    "class_id", "score"}]}]`, one entry per image in order; boxes in original pixels. With
+    `model_warning` (the model card's), every entry carries it as "model_warning"."""
+    warning = {"model_warning": model_warning} if model_warning else {}
+    entries = [image_entry(detections) | warning for detections in detections_list]
     _write_text(Path(path), json.dumps(entries, indent=1))
 
 
@@ -114,18 +135,20 @@ def write_detections_csv(path: Path, detections_list: Sequence[Detections]) -> N
         table.to_csv(temporary, index=False)
 
 
-def write_geojson(path: Path, detections_list: Sequence[Detections]) -> None:
+def write_geojson(path: Path, detections_list: Sequence[Detections], model_card: dict | None = None) -> None:
     """A QuPath-importable FeatureCollection, one Feature per detection (see `geojson_collection`)."""
-    _write_text(Path(path), json.dumps(geojson_collection(detections_list)))
+    _write_text(Path(path), json.dumps(geojson_collection(detections_list, model_card)))
 
 
-def geojson_collection(detections_list: Sequence[Detections]) -> dict:
+def geojson_collection(detections_list: Sequence[Detections], model_card: dict | None = None) -> dict:
     """A QuPath-importable FeatureCollection, one Feature per detection (the file and the server's).
 
     Geometry: the box as a closed Polygon ring (5 points) in pixel coordinates. Properties:
     `objectType` "detection", `classification` {name, color [r, g, b]}, `measurements` {score},
     and `image`, the image the detection belongs to: all images share one collection, so to
     import one image's detections into QuPath, keep the features whose `image` is that image.
+    `model_card` (the model card's JSON) is added as the collection's "model_card" member (a
+    foreign member, RFC 7946 section 6.1: GeoJSON readers ignore it).
     """
     features = [
         {
@@ -141,7 +164,8 @@ def geojson_collection(detections_list: Sequence[Detections]) -> dict:
         for detections in detections_list
         for box, label, class_id, score in _rows(detections)
     ]
-    return {"type": "FeatureCollection", "features": features}
+    collection = {"type": "FeatureCollection", "features": features}
+    return collection | ({"model_card": model_card} if model_card is not None else {})
 
 
 def write_coco_results(
@@ -245,6 +269,20 @@ def _legend(
         if color is not None:
             draw.rectangle((6, y, 6 + swatch, y + swatch), fill=color)
         draw.text((swatch + 12 - left, y - top), text, fill=(0, 0, 0), font=font)
+
+
+def _banner(draw: ImageDraw.ImageDraw, size: tuple[int, int], text: str) -> None:
+    """`text` in white on a red strip across the bottom of an image of `size`, shrunk to fit its width."""
+    width, height = size
+    font_size = max(10, round(min(size) / 30))
+    font = ImageFont.load_default(size=font_size)
+    while font_size > 6 and draw.textlength(text, font=font) > width - 12:
+        font_size -= 1
+        font = ImageFont.load_default(size=font_size)
+    left, top, _, bottom = draw.textbbox((0, 0), text, font=font)
+    strip = bottom - top + 12
+    draw.rectangle((0, height - strip, width, height), fill=WARNING_RED)
+    draw.text((6 - left, height - strip + 6 - top), text, fill=(255, 255, 255), font=font)
 
 
 def _text_color(background: Color) -> Color:

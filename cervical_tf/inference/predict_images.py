@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING
 
 from cervical_tf.boxes import AGNOSTIC_NMS
 from cervical_tf.errors import DataError
+from cervical_tf.export.model_card import MODEL_CARD, warn_if_synthetic, write_model_card
 from tfrecords_gen.image_files import IMAGE_SUFFIXES, find_images, is_image_file
 
 if TYPE_CHECKING:
     from cervical_tf.inference.detections import Detections
 
-OUTPUT_FILES = ("detections.json", "detections.csv", "detections.geojson", "coco_results.json")
+OUTPUT_FILES = ("detections.json", "detections.csv", "detections.geojson", "coco_results.json", MODEL_CARD)
 
 
 def predict_images(
@@ -31,7 +32,11 @@ def predict_images(
     coco_gt: Path | None = None,
 ) -> None:
     """Predict on every image of `images` (files, folders, globs); skip (and report) unreadable ones;
-    write detections.json/.csv/.geojson, coco_results.json and overlays/ into `output`.
+    write detections.json/.csv/.geojson, coco_results.json, model_card.json and overlays/ into `output`.
+
+    The export's model card goes with the results: copied as model_card.json, as the GeoJSON's
+    "model_card" member, in each overlay's PNG text; its warning (a model trained on synthetic
+    images) also on each detections.json entry, across each overlay, and on the terminal.
 
     coco_results.json numbers images 1..N in argument order and classes by the model's label map;
     with `coco_gt` (a converted folder or a `*_coco.json`) it uses that ground truth's image ids
@@ -49,6 +54,8 @@ def predict_images(
     coco_ids = load_coco_ids(Path(coco_gt)) if coco_gt is not None else None
     file_names = coco_ids.match_images(paths) if coco_ids else {}
     predictor = Predictor.load(Path(model))
+    card = predictor.model_card
+    print(f"model: {card.summary}")
     category_ids = coco_ids.category_ids(predictor.labels) if coco_ids else None
     output = Path(output)
     overlay_dir = output / "overlays"
@@ -84,16 +91,25 @@ def predict_images(
             min_score=min_score,
             agnostic_nms=agnostic_nms,
         )
-        outputs.write_overlay(overlay_dir / overlay_name, image, detections, colors)
+        outputs.write_overlay(
+            overlay_dir / overlay_name,
+            image,
+            detections,
+            colors,
+            model_summary=card.summary,
+            model_warning=card.warning,
+        )
         detections_list.append(detections)
     if not detections_list:
         raise DataError(f"none of the {len(paths)} image(s) could be read; nothing was written")
-    outputs.write_detections_json(output / "detections.json", detections_list)
+    outputs.write_detections_json(output / "detections.json", detections_list, card.warning)
     outputs.write_detections_csv(output / "detections.csv", detections_list)
-    outputs.write_geojson(output / "detections.geojson", detections_list)
+    outputs.write_geojson(output / "detections.geojson", detections_list, card.as_json())
     outputs.write_coco_results(output / "coco_results.json", detections_list, image_ids, category_ids)
+    write_model_card(output / MODEL_CARD, card)
     table = outputs.counts_table(detections_list, predictor.labels)
     _report(output, detections_list, failures, table, ids_note)
+    warn_if_synthetic(card)
 
 
 def resolve_images(items: list[str]) -> list[Path]:
