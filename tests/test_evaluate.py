@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_export import write_fake_export
+from fake_export import add_model_card, fake_model_card, write_fake_export
 from PIL import Image
 
 from cervical_tf.cli import evaluate as evaluate_cli
@@ -16,6 +16,7 @@ from cervical_tf.errors import DataError
 from cervical_tf.evaluation import evaluate
 from cervical_tf.evaluation import report as report_files
 from cervical_tf.evaluation.ground_truth import GroundTruthImage, open_ground_truth
+from cervical_tf.export.model_card import SYNTHETIC_WARNING
 from cervical_tf.inference.abnormal import abnormal_classes
 from cervical_tf.inference.detections import Detections
 from tfrecords_gen import writer
@@ -237,7 +238,8 @@ def test_run_writes_the_report_of_a_fake_export(tmp_path: Path, capsys: pytest.C
     args.handler(args)
 
     report = json.loads((report_dir / "report.json").read_text())
-    assert set(report) == REPORT_KEYS | {"inputs"}
+    assert set(report) == REPORT_KEYS | {"inputs", "model_card"}
+    assert report["model_card"]["provenance"] == "unknown"  # the fake export has no model card
     assert (report["AP"], report["AP50"], report["AP75"]) == (1.0, 1.0, 1.0)
     assert report["per_class"]["dark"]["class_id"] == 2  # the model's ids, matched by name
     assert report["per_class"]["dark"]["AP50"] == report["per_class"]["grey"]["AP50"] == 1.0
@@ -252,3 +254,32 @@ def test_run_writes_the_report_of_a_fake_export(tmp_path: Path, capsys: pytest.C
     printed = capsys.readouterr().out
     assert "all classes" in printed
     assert str(report_dir / "report.md") in printed
+
+
+@pytest.mark.parametrize("synthetic_sample", ["all", "none"])
+def test_report_shows_the_model_card_and_warns_for_a_synthetic_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture, synthetic_sample: str
+) -> None:
+    out, _ = write_converted(tmp_path, {"dark": 1, "grey": 2})
+    export = add_model_card(write_fake_export(tmp_path / "export", grey_score=0.8), synthetic_sample)
+    card = fake_model_card(synthetic_sample)
+    report_dir = tmp_path / "report"
+    evaluate.evaluate_model(export, [str(out / "test-*.tfrecord")], report_dir)
+
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["model_card"]["training_data"] == card["training_data"]
+    assert report["model_card"]["validation"] == {"step": 300, "AP": 0.25, "AP50": 0.5}
+    markdown = (report_dir / "report.md").read_text()
+    lines = markdown.splitlines()
+    assert "| train | 8 | 40 | grey 25, dark 15 |" in lines
+    assert "## The model" in lines and f"{report['model_card']['summary']}." in lines
+    printed = capsys.readouterr()
+    assert f"model: {report['model_card']['summary']}" in printed.out
+    warning = f"the model was {SYNTHETIC_WARNING}"
+    if synthetic_sample == "all":
+        assert lines[2] == f"> **Warning: {warning}.**"  # right under the title
+        assert report["model_card"]["warning"] == SYNTHETIC_WARNING
+        assert warning in printed.err.splitlines()[-1]
+    else:
+        assert "Warning" not in markdown and report["model_card"]["warning"] is None
+        assert "warning" not in printed.err

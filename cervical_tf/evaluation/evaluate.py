@@ -22,6 +22,7 @@ from cervical_tf.evaluation.ground_truth import (
     with_class_ids,
 )
 from cervical_tf.evaluation.report import summary_lines, write_report
+from cervical_tf.export.model_card import warn_if_synthetic
 from cervical_tf.inference.abnormal import abnormal_classes
 from cervical_tf.inference.detections import Detections
 
@@ -43,7 +44,8 @@ def evaluate_model(
     agnostic_nms: bool = EVALUATE_AGNOSTIC_NMS,
 ) -> None:
     """Load ground truth (`data`: TFRecord globs or one COCO JSON with `images`) and the model,
-    predict every image (progress bar), write the report folder `output` and print its summary."""
+    predict every image (progress bar), write the report folder `output` and print its summary.
+    The report carries the export's model card ("model_card"), its warning first."""
     from tqdm import tqdm
 
     from cervical_tf.inference.predictor import Predictor  # deferred: loads TensorFlow and the SavedModel
@@ -52,6 +54,7 @@ def evaluate_model(
         raise DataError(f"--min-score: expected a score in [0, 1], got {min_score}")
     source = open_ground_truth(data, images)
     predictor = Predictor.load(model)
+    print(f"model: {predictor.model_card.summary}")
     labels = dict(sorted(predictor.labels.items()))
     abnormal, reason = abnormal_classes(abnormal_names, labels)
     id_map = class_id_map(source.labels, labels, source.description)
@@ -81,9 +84,11 @@ def evaluate_model(
         "overlap": overlap if tile else None,
         "agnostic_nms": agnostic_nms,
     }
+    report["model_card"] = predictor.model_card.as_json()
     written = write_report(report, output)
     print("\n".join(summary_lines(report)))
     print(f"wrote {', '.join(str(path) for path in written)}")
+    warn_if_synthetic(predictor.model_card)
 
 
 def evaluate_detections(

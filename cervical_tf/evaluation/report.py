@@ -30,7 +30,10 @@ def write_report(report: dict, output_dir: Path) -> list[Path]:
 def render_markdown(report: dict) -> str:
     """report.md: the numbers of `report` in tables, the two plots linked relatively, the definitions."""
     inputs = report.get("inputs", {})
+    card = report.get("model_card")
     lines = ["# Evaluation report", ""]
+    if card and card["warning"]:
+        lines += [f"> **Warning: the model was {card['warning']}.**", ""]
     if inputs:
         tiling = (
             f", tiles of {inputs['tile']} px overlapping {inputs['overlap']} px" if inputs["tile"] else ""
@@ -41,6 +44,8 @@ def render_markdown(report: dict) -> str:
             _training_comparison(inputs),
             "",
         ]
+    if card:
+        lines += _model_markdown(card)
     crowd = f" (and {report['crowd_regions']} crowd regions)" if report["crowd_regions"] else ""
     lines += [
         f"{report['images']} images, {report['ground_truth_boxes']} ground-truth boxes{crowd}, "
@@ -105,6 +110,24 @@ DEFINITIONS = (
     "image are <= k (n/a if none is). Crowd regions are not counted as boxes; unmatched detections at least "
     "half inside an abnormal-class crowd region are ignored.",
 )
+
+
+def _model_markdown(card: dict) -> list[str]:
+    """The model card: its summary and what the model learned from, split by split."""
+    lines = ["## The model", "", f"{card['summary']}.", ""]
+    data = card.get("training_data") or {}
+    if data.get("splits"):
+        lines += [f"Trained on `{data['folder']}`:", ""]
+        lines += ["| split | images | boxes | boxes per class |", "|---|---|---|---|"]
+        for split, numbers in data["splits"].items():
+            classes = ", ".join(f"{name} {count}" for name, count in numbers["classes"].items())
+            lines.append(f"| {split} | {numbers['images']} | {numbers['boxes']} | {classes} |")
+        lines.append("")
+    if data.get("note"):
+        lines += [f"Note: {data['note']}.", ""]
+    if card.get("pixel_size_note"):
+        lines += [f"Pixel size: {card['pixel_size_note']}.", ""]
+    return lines
 
 
 def _training_comparison(inputs: dict) -> str:
