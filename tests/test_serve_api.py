@@ -1,8 +1,9 @@
 """`cervical-tf serve`: the real server, started as a subprocess on 127.0.0.1, spoken to over HTTP.
 
-One server (module fixture) serves the fake export twice: as `fake` and, named by its folder, as
-`second`; with --max-upload-mb 1, --max-predict-mb 0.5 and --max-image-pixels 1000000 so the
-limits are testable with small requests, and --abnormal dark. The fake model finds dark pixels as
+One server (module fixture) serves the fake export twice: as `fake` (no model card) and, named by
+its folder, as `second` (a model card saying it was trained on the synthetic sample); with
+--max-upload-mb 1, --max-predict-mb 0.5 and --max-image-pixels 1000000 so the limits are
+testable with small requests, and --abnormal dark. The fake model finds dark pixels as
 class 2 'dark' (0.9) and grey ones as class 1 'grey' (0.4). A few in-process tests cover what a
 live server cannot show deterministically (a full queue, an unexpected exception).
 """
@@ -24,13 +25,14 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from fake_export import write_fake_export
+from fake_export import add_model_card, write_fake_export
 from PIL import Image
 from server_process import running_server
 
 from cervical_tf import cli
 from cervical_tf.cli.serve import parse_models
 from cervical_tf.errors import DataError
+from cervical_tf.export.model_card import SYNTHETIC_WARNING
 from cervical_tf.inference.predictor import Predictor
 from cervical_tf.serve.jobs import Job
 from cervical_tf.serve.limits import RequestError, ServeLimits
@@ -46,7 +48,7 @@ def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """(base URL, log file) of a running `cervical-tf serve`; stopped at the end of the module."""
-    second = shutil.copytree(export_dir, tmp_path_factory.mktemp("copy") / "second")
+    second = add_model_card(shutil.copytree(export_dir, tmp_path_factory.mktemp("copy") / "second"), "all")
     log_path = tmp_path_factory.mktemp("log") / "server.log"
     arguments = ["--model", f"fake={export_dir}", "--model", str(second), "--max-upload-mb", "1"]
     arguments += ["--max-predict-mb", "0.5", "--max-image-pixels", "1000000", "--abnormal", "dark"]
@@ -122,6 +124,25 @@ def test_serve_metadata_describes_the_signature(client: httpx.Client) -> None:
     ]
 
 
+def test_serve_metadata_adds_the_model_card_beside_tf_servings_keys(client: httpx.Client) -> None:
+    synthetic = client.get("/v1/models/second/metadata").json()
+    assert set(synthetic) == {"model_spec", "metadata", "model_card"}  # TF Serving's two keys, unchanged
+    assert set(synthetic["metadata"]) == {"signature_def"}
+    assert synthetic["model_card"]["warning"] == SYNTHETIC_WARNING
+    assert synthetic["model_card"]["training_data"]["synthetic_sample"] == "all"
+    assert synthetic["model_card"]["training"]["steps"] == 300
+    assert client.get("/v1/models/fake/versions/1/metadata").json()["model_card"]["provenance"] == "unknown"
+
+
+def test_serve_detect_carries_the_model_card_of_the_model_that_answered(client: httpx.Client) -> None:
+    files = {"image": ("cells.png", _png_bytes(_field(100, 150)), "image/png")}
+    answer = client.post("/v1/detect?model=second", files=files).json()
+    assert answer["model_card"]["warning"] == SYNTHETIC_WARNING
+    assert answer["model_card"]["summary"].startswith(SYNTHETIC_WARNING.upper())
+    collection = client.post("/v1/models/second/detect?format=geojson", files=files).json()
+    assert collection["model_card"] == answer["model_card"]
+
+
 def test_serve_predict_row_format_equals_run_signature(client: httpx.Client, predictor: Predictor) -> None:
     images = [_small_field(dark=True), _small_field(dark=False)]
     response = client.post(
@@ -189,7 +210,7 @@ def test_serve_predict_bad_request_is_400(client: httpx.Client, body: bytes, mes
     assert message in response.json()["error"]
 
 
-def test_serve_detect_json_has_the_viewers_shape(client: httpx.Client) -> None:
+def test_serve_detect_json_has_the_viewers_shape(client: httpx.Client, export_dir: Path) -> None:
     image = _field(100, 150)  # dark block x 30..50, y 10..20; grey block x 60..90, y 50..70
     response = client.post("/v1/detect", files={"image": ("cells.png", _png_bytes(image), "image/png")})
     assert response.status_code == 200, response.text
@@ -218,6 +239,12 @@ def test_serve_detect_json_has_the_viewers_shape(client: httpx.Client) -> None:
         },
         "colors": {"grey": "#1f77b4", "dark": "#ff7f0e"},
         "abnormal_first": [0],
+        "model_card": {
+            "provenance": "unknown",
+            "summary": f"unknown provenance: no model_card.json in {export_dir} (exported before model "
+            "cards, or not by `cervical-tf export`): nothing says what this model was trained on",
+            "warning": None,
+        },
     }
 
 

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fake_export import write_fake_export
+from fake_export import add_model_card, write_fake_export
 from PIL import Image, ImageDraw
 from playwright.sync_api import Browser, Page, sync_playwright
 from server_process import running_server
 
+from cervical_tf.export.model_card import SYNTHETIC_WARNING
 from tfrecords_gen.sample import SampleSpec, generate_sample
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -50,11 +51,17 @@ def chromium_path() -> Path:
 
 @pytest.fixture(scope="module")
 def server_url(chromium_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`cervical-tf serve --model fake=EXPORT --abnormal dark` on a free loopback port; its base URL."""
+    """`cervical-tf serve --model fake=EXPORT --abnormal dark` on a free loopback port; its base URL.
+
+    The same fake model is also served with a model card, as `synthetic` (trained on the synthetic
+    sample) and `real` (trained on real data): `?model=NAME` opens the viewer on one of them."""
     folder = tmp_path_factory.mktemp("serve")
     export = write_fake_export(folder / "fake")
     # The fake model's grey and dark extents overlap: per-class NMS keeps both, so thresholds matter.
     arguments = ["--model", f"fake={export}", "--abnormal", "dark", "--no-agnostic-nms"]
+    for name, synthetic_sample in (("synthetic", "all"), ("real", "none")):
+        carded = add_model_card(shutil.copytree(export, folder / name), synthetic_sample)
+        arguments += ["--model", f"{name}={carded}"]
     with running_server(arguments, folder / "serve.log") as url:
         yield url
 
@@ -230,6 +237,46 @@ def test_viewer_downloads_the_cells_shown(viewer: Viewer, squares_png: Path) -> 
         assert feature["properties"]["objectType"] == "detection"
         assert len(feature["properties"]["classification"]["color"]) == 3
         assert 0 < feature["properties"]["measurements"]["score"] <= 1
+    assert viewer.console_errors == []
+
+
+def test_viewer_warns_that_a_synthetic_model_never_saw_a_real_cell(
+    viewer: Viewer, squares_png: Path, server_url: str
+) -> None:
+    viewer.page.goto(server_url + "/?model=synthetic")
+    banner = viewer.page.locator("#model-warning")
+    banner.wait_for(state="visible", timeout=30_000)  # from the model's metadata, before any image
+    assert banner.inner_text() == f"This model was {SYNTHETIC_WARNING}."
+    assert banner.get_attribute("role") == "alert"
+    assert "/data/sample: 8 train images, 40 boxes" in viewer.page.inner_text("#model-card")
+
+    viewer.open(squares_png)
+
+    assert banner.is_visible()
+    assert viewer.page.inner_text("#model-name") == "synthetic"
+    _, text = viewer.download("#download-json")
+    assert json.loads(text)["model_card"]["warning"] == SYNTHETIC_WARNING
+    _, text = viewer.download("#download-geojson")
+    assert json.loads(text)["model_card"]["warning"] == SYNTHETIC_WARNING
+    ARTIFACTS.mkdir(exist_ok=True)
+    viewer.page.screenshot(path=str(ARTIFACTS / "viewer-synthetic.png"))  # for people to look at
+    assert viewer.console_errors == []
+
+
+@pytest.mark.parametrize(
+    ("model", "summary"), [("real", "/data/cric: 8 train images"), ("fake", "unknown provenance")]
+)
+def test_viewer_shows_the_model_card_without_banner_for_other_models(
+    viewer: Viewer, squares_png: Path, server_url: str, model: str, summary: str
+) -> None:
+    viewer.page.goto(server_url + f"/?model={model}")
+    viewer.page.wait_for_function(
+        "document.querySelector('#model-card').textContent.length > 1", timeout=30_000
+    )
+    assert summary in viewer.page.inner_text("#model-card")
+    viewer.open(squares_png)
+    assert summary in viewer.page.inner_text("#model-card")
+    assert viewer.page.locator("#model-warning").is_hidden()
     assert viewer.console_errors == []
 
 

@@ -113,7 +113,10 @@ def create_app(
     @app.get("/v1/models/{name}/metadata")
     @app.get("/v1/models/{name}/versions/{version}/metadata")
     async def model_metadata(name: str, version: str | None = None) -> dict:
-        return tf_serving.metadata_response(name, model(name, version).signature)
+        chosen = model(name, version)
+        # TF Serving's answer as it is, plus the model card beside it: its clients read only their keys.
+        card = chosen.predictor.model_card.as_json()
+        return tf_serving.metadata_response(name, chosen.signature) | {"model_card": card}
 
     @app.post("/v1/models/{name}:predict")
     @app.post("/v1/models/{name}/versions/{version}:predict")
@@ -174,7 +177,7 @@ def create_app(
             async with stop_on_disconnect(request, job):
                 detections = await model_slots.run(job, run_model)
         if output_format == "geojson":
-            collection = outputs.geojson_collection([detections])
+            collection = outputs.geojson_collection([detections], chosen.predictor.model_card.as_json())
             return JSONResponse(collection, media_type="application/geo+json")
         return JSONResponse(detect_response(detections, chosen, min_score))
 
@@ -207,14 +210,17 @@ def load_models(models: dict[str, Path], abnormal: str | None) -> dict[str, Serv
             name, predictor, predictor.signature_metadata(), frozenset(classes), chosen_by
         )
         logger.info(
-            "model %s loaded from %s: classes %s, abnormal %s (%s); warm-up %.0f ms",
+            "model %s loaded from %s: classes %s, abnormal %s (%s); warm-up %.0f ms; %s",
             name,
             path,
             list(predictor.labels.values()),
             sorted(classes),
             chosen_by,
             (time.perf_counter() - started) * 1000,
+            predictor.model_card.summary,
         )
+        if predictor.model_card.warning:
+            logger.warning("model %s was %s", name, predictor.model_card.warning)
     return served
 
 
@@ -238,7 +244,8 @@ def detect_response(detections: Detections, model: ServedModel, min_score: float
     """/v1/detect's JSON, the shape the web viewer reads (see the README's `serve` section).
 
     Boxes are original-image pixels [xmin, ymin, xmax, ymax]; `counts` has every class of the
-    label map; `abnormal_first` indexes the abnormal detections, highest score first.
+    label map; `abnormal_first` indexes the abnormal detections, highest score first;
+    `model_card` is the export's (see `export.model_card`), which the viewer shows.
     """
     entry = outputs.image_entry(detections)
     flags = [label in model.abnormal for label in detections.labels]
@@ -268,4 +275,5 @@ def detect_response(detections: Detections, model: ServedModel, min_score: float
             for class_id, name in sorted(model.predictor.labels.items())
         },
         "abnormal_first": sorted(abnormal_indexes, key=lambda index: -float(detections.scores[index])),
+        "model_card": model.predictor.model_card.as_json(),
     }

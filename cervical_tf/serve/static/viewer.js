@@ -5,7 +5,9 @@
 // list, zoom, downloads) happens in the browser on the one response. Boxes arrive as
 // [xmin, ymin, xmax, ymax] in original-image pixels and stay in those units: the canvas draws
 // in image coordinates through one transform (view.scale, view.x, view.y), so zoom and pan
-// never move a box off its cell.
+// never move a box off its cell. The model card (what the model learned from) comes from the
+// model's metadata when the page opens and with every answer; a model trained on synthetic
+// images gets a red banner above everything.
 "use strict";
 
 (() => {
@@ -53,6 +55,36 @@
     wireCanvas();
     new ResizeObserver(resizeCanvas).observe(canvas);
     onThreshold();
+    loadModelCard();
+  }
+
+  // ---- the model card: what the model learned from; a banner when it never saw a real cell ----
+
+  /** The card of the model /v1/detect will use (?model=NAME, else the server's first), before any image. */
+  async function loadModelCard() {
+    try {
+      let name = new URLSearchParams(window.location.search).get("model");
+      if (!name) name = ((await getJson("/readyz")).models || [])[0];
+      const metadata = await getJson(`/v1/models/${encodeURIComponent(name)}/metadata`);
+      if (!state.result) showModelCard(metadata.model_card);
+    } catch (error) {
+      $("model-card").textContent = `The model card could not be read (${error.message}).`;
+    }
+  }
+
+  async function getJson(url) {
+    const response = await fetch(url);
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.error || response.statusText);
+    return body;
+  }
+
+  function showModelCard(card) {
+    const warning = card && card.warning;
+    const banner = $("model-warning");
+    banner.hidden = !warning;
+    banner.textContent = warning ? `This model was ${warning}.` : "";
+    $("model-card").textContent = card && card.summary ? card.summary : "The server sent no model card.";
   }
 
   // ---- one file: detect on the server, show it from the local file ----
@@ -154,6 +186,7 @@
     const result = state.result;
     $("image-size").textContent = `${result.width} × ${result.height} px`;
     $("model-name").textContent = result.model || "–";
+    showModelCard(result.model_card);
     const count = result.detections.length;
     const found = `${result.image}: ${count} cell${count === 1 ? "" : "s"} detected (score ≥ ${result.min_score}).`;
     if (state.picture) {
@@ -330,7 +363,10 @@
     const counts = {};
     for (const detection of detections) counts[detection.class] = (counts[detection.class] || 0) + 1;
     const { image, width, height, model } = state.result;
-    const document_ = { image, width, height, model, min_score: state.threshold, detections, counts };
+    const modelCard = state.result.model_card;
+    const document_ = {
+      image, width, height, model, min_score: state.threshold, detections, counts, model_card: modelCard,
+    };
     save(JSON.stringify(document_, null, 1), "json", "application/json");
   }
 
@@ -343,7 +379,8 @@
     save(lines.join("\n") + "\n", "csv", "text/csv");
   }
 
-  /** QuPath GeoJSON, the shape `cervical-tf predict` writes: a closed ring per box, in pixels. */
+  /** QuPath GeoJSON, the shape `cervical-tf predict` writes: a closed ring per box, in pixels, and
+   * the model card as a foreign member. */
   function downloadGeojson() {
     const features = shownDetections().map((detection) => {
       const [xmin, ymin, xmax, ymax] = detection.box;
@@ -361,7 +398,8 @@
         },
       };
     });
-    save(JSON.stringify({ type: "FeatureCollection", features }), "geojson", "application/geo+json");
+    const collection = { type: "FeatureCollection", features, model_card: state.result.model_card };
+    save(JSON.stringify(collection), "geojson", "application/geo+json");
   }
 
   function save(text, extension, type) {
