@@ -37,7 +37,12 @@ def add_model_main_flags(parser: argparse.ArgumentParser) -> None:
         help="folder written by `cervical-tf convert`: sets the "
         "train/val files, COCO ground truth and num_classes",
     )
-    parser.add_argument("--num_train_steps", type=int, help="overrides trainer.train_steps")
+    parser.add_argument(
+        "--num_train_steps",
+        type=int,
+        help="overrides trainer.train_steps and fits the learning-rate schedule to it (decay steps and "
+        "boundaries scale; --params_override trainer.train_steps=N changes the steps alone)",
+    )
     parser.add_argument("--checkpoint_every_n", type=int, help="overrides trainer.checkpoint_interval")
     parser.add_argument(
         "--checkpoint_dir", type=Path, help="evaluate the checkpoints written to this folder as they appear"

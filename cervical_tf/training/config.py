@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cervical_tf.errors import DataError
 from cervical_tf.training.pretrained import pretrained_overrides
+from cervical_tf.training.schedule import fitted_to_steps
 from tfrecords_gen.label_map import read_label_map
 
 EXPERIMENT = "fasterrcnn_resnetfpn_coco"
@@ -57,8 +58,8 @@ def load_experiment(request: ConfigRequest, extra: dict | None = None):
         params = _strict_override(hyperparams, params, request.params_override, "--params_override")
     if request.init_checkpoint is not None:
         params.override({"task": {"init_checkpoint": request.init_checkpoint}}, is_strict=True)
-    if request.num_train_steps is not None:
-        params.override({"trainer": {"train_steps": request.num_train_steps}}, is_strict=True)
+    if request.num_train_steps is not None:  # with the schedule fitted to them (training/schedule.py)
+        params.override(fitted_to_steps(params, request.num_train_steps), is_strict=True)
     if request.eval_timeout is not None:
         params.override({"trainer": {"continuous_eval_timeout": request.eval_timeout}}, is_strict=True)
     if request.checkpoint_every_n is not None:
