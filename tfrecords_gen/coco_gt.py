@@ -9,6 +9,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from cervical_tf.boxes import xyxy_to_xywh
 from tfrecords_gen.atomic import atomic_path
 from tfrecords_gen.records import ImageRecord
 
@@ -22,13 +23,14 @@ def coco_ground_truth(
         images.append(
             {"id": image_id, "file_name": record.name, "width": record.width, "height": record.height}
         )
-        for box in record.boxes:
+        bboxes = xyxy_to_xywh([(box.x_min, box.y_min, box.x_max, box.y_max) for box in record.boxes]).tolist()
+        for box, bbox in zip(record.boxes, bboxes, strict=True):
             annotations.append(
                 {
                     "id": len(annotations) + 1,
                     "image_id": image_id,
                     "category_id": label_map[box.label],
-                    "bbox": [box.x_min, box.y_min, box.width, box.height],
+                    "bbox": bbox,
                     "area": box.area,
                     "iscrowd": int(box.is_crowd),
                     "difficult": int(box.difficult),

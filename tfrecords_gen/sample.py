@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from cervical_tf import boxes as box_geometry
 from tfrecords_gen.sample_cells import Cell, make_cell, render_image
 from tfrecords_gen.sample_marker import SAMPLE_MARKER, write_sample_marker
 
@@ -242,14 +243,12 @@ def _radius(box: tuple[float, float, float, float]) -> float:
 
 def _overlap_allowed(first: tuple[float, ...], second: tuple[float, ...]) -> bool:
     """True when two boxes overlap little enough that both cells stay mostly visible."""
-    width = min(first[2], second[2]) - max(first[0], second[0])
-    height = min(first[3], second[3]) - max(first[1], second[1])
-    if width <= 0 or height <= 0:
+    shared = float(box_geometry.intersection(first, second)[0, 0])
+    if shared <= 0:
         return True
-    intersection = width * height
-    areas = [(box[2] - box[0]) * (box[3] - box[1]) for box in (first, second)]
-    iou = intersection / (sum(areas) - intersection)
-    return iou <= MAX_OVERLAP_IOU and intersection <= MAX_COVERED_FRACTION * min(areas)
+    smaller = float(box_geometry.area(np.array([first, second])).min())
+    overlap = float(box_geometry.iou(first, second)[0, 0])
+    return overlap <= MAX_OVERLAP_IOU and shared <= MAX_COVERED_FRACTION * smaller
 
 
 def _write_cluster(folder: Path, number: int, pixels: np.ndarray, annotated: list[Cell]) -> None:
