@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cervical_tf.cli import main
@@ -234,3 +236,20 @@ def test_cli_convert_refuses_a_manifest_that_splits_a_group_of_this_run(
     assert f"group '{straddling[0]}'" in error and f"/{straddling[0]}.bmp" in error
     assert str(first / "splits.csv") in error
     assert not second.exists()
+
+
+def test_cli_convert_stats_list_each_box_by_image_size_one_per_line(sample: Path, tmp_path: Path) -> None:
+    """What anchor fitting reads: every box's corners, grouped by the size of its image."""
+    out = tmp_path / "out"
+    assert convert("--format", "sipakmed", "--input", sample, "--output", out) == 0
+    text = (out / "dataset_stats.json").read_text()
+    splits = json.loads(text)["splits"]
+    for split, numbers in splits.items():
+        coco = json.loads((out / f"{split}_coco.json").read_text())
+        expected = sorted([x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in coco["annotations"]))
+        assert numbers["boxes_by_image_size"].keys() == {"320x256"}  # the sample's one image size
+        listed = sorted(numbers["boxes_by_image_size"]["320x256"])
+        assert len(listed) == len(expected) == numbers["boxes"]
+        np.testing.assert_allclose(listed, expected, atol=0.05)  # rounded to 0.1 px
+    box_lines = re.findall(r"^ +\[[-\d.e]+, [-\d.e]+, [-\d.e]+, [-\d.e]+\],?$", text, flags=re.MULTILINE)
+    assert len(box_lines) == sum(numbers["boxes"] for numbers in splits.values())

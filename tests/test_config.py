@@ -107,3 +107,57 @@ def test_config_pretrained_weights_refuse_a_backbone_they_do_not_fit() -> None:
     request = ConfigRequest(DEMO, init_checkpoint="pretrained:efficientnet-lite0")  # the demo is ResNet-18
     with pytest.raises(DataError, match="backbone"):
         load_experiment(request)
+
+
+CPU = next(path for path in CONFIGS if path.name.endswith("_cpu.yaml"))
+
+
+def nuclei_data(folder: Path) -> Path:
+    """A converted folder whose training boxes are ISBI-like nuclei: 7-15 px at the 512 px input."""
+    from test_anchors import NUCLEI, write_converted_stats
+
+    return write_converted_stats(converted(folder), NUCLEI)
+
+
+def anchor_fields(params) -> tuple:
+    model = params.task.model
+    return model.min_level, model.max_level, model.anchor.anchor_size, model.anchor.num_scales
+
+
+def test_config_cpu_recipe_fits_anchors_to_the_data(tmp_path: Path) -> None:
+    from cervical_tf.training.anchors import training_fit
+
+    data = nuclei_data(tmp_path / "data")
+    written = load_experiment(ConfigRequest(CPU))  # no --data: nothing to fit, the YAML's values
+    assert anchor_fields(written) == (3, 6, 3.0, 1)
+    fitted = load_experiment(ConfigRequest(CPU, data_dir=data))
+    assert fitted.task.model.min_level == 2  # nuclei need stride 4
+    assert training_fit(fitted, data).covered >= 0.9 > training_fit(written, data).covered
+    assert "cervical_tf" not in fitted.as_dict()  # official.vision never sees the project's block
+
+
+def test_config_anchor_fixed_or_set_by_hand_is_used_as_given(tmp_path: Path) -> None:
+    data = nuclei_data(tmp_path / "data")
+    fixed = load_experiment(ConfigRequest(CPU, data_dir=data, params_override="cervical_tf.anchor=fixed"))
+    assert anchor_fields(fixed) == (3, 6, 3.0, 1)
+    by_hand = load_experiment(
+        ConfigRequest(CPU, data_dir=data, params_override="task.model.anchor.anchor_size=2")
+    )
+    assert anchor_fields(by_hand) == (3, 6, 2.0, 1)
+    refit = load_experiment(
+        ConfigRequest(DEMO, data_dir=data, params_override='{"cervical_tf": {"anchor": "auto"}}')
+    )
+    assert refit.task.model.min_level == 2  # any config can ask for the fit
+
+
+def test_config_anchor_auto_with_statistics_of_an_older_convert_is_refused(tmp_path: Path) -> None:
+    data = converted(tmp_path / "data")
+    (data / "dataset_stats.json").write_text('{"splits": {"train": {"images": 20, "boxes": 90}}}')
+    with pytest.raises(DataError, match=r"older `cervical-tf convert`.*run `cervical-tf convert` again"):
+        load_experiment(ConfigRequest(CPU, data_dir=data))
+
+
+@pytest.mark.parametrize("block", ["cervical_tf.anchor=sometimes", "cervical_tf.anchors=auto"])
+def test_config_unknown_project_setting_is_an_error(tmp_path: Path, block: str) -> None:
+    with pytest.raises(DataError, match=r"--params_override: cervical_tf: .* is not a setting"):
+        load_experiment(ConfigRequest(CPU, params_override=block))

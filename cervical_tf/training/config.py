@@ -5,6 +5,11 @@ The YAML in pipeline_configs/ is the single source of truth for the model; it ru
 On top, `--data` points the config at a folder written by `cervical-tf convert`, so no config
 needs editing for a new data set, and `--params_override` changes any field. Every override is
 strict: a misspelt key is an error, not a silently ignored setting.
+
+A config may hold one block official.vision does not know, `cervical_tf:`, which is taken out
+before the rest reaches official.vision: `cervical_tf: {anchor: auto}` fits the levels and anchor
+sizes to --data's training boxes (cervical_tf/training/anchors.py), unless --params_override sets
+them; `fixed` keeps them as written.
 """
 
 from __future__ import annotations
@@ -15,11 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cervical_tf.errors import DataError
+from cervical_tf.training.anchors import fitted_overrides
 from cervical_tf.training.pretrained import pretrained_overrides
 from cervical_tf.training.schedule import fitted_to_steps
 from tfrecords_gen.label_map import read_label_map
 
 EXPERIMENT = "fasterrcnn_resnetfpn_coco"
+PROJECT_KEY = "cervical_tf"  # the project's own settings in a config file or --params_override
+ANCHOR_MODES = ("auto", "fixed")
+ANCHOR_FIELDS = ("min_level", "max_level", "anchor")  # of task.model: what `anchor: auto` fits
 
 
 @dataclass(frozen=True)
@@ -49,13 +58,17 @@ def load_experiment(request: ConfigRequest, extra: dict | None = None):
     if not request.pipeline_config_path.is_file():
         raise DataError(f"--pipeline_config_path {request.pipeline_config_path}: no such file")
     params = exp_factory.get_exp_config(EXPERIMENT)
-    params = _strict_override(hyperparams, params, str(request.pipeline_config_path), "the config file")
+    _, settings = _strict_override(hyperparams, params, str(request.pipeline_config_path), "the config file")
     if request.data_dir is not None:
         params.override(data_overrides(request.data_dir), is_strict=True)
     if extra:
         params.override(extra, is_strict=True)
+    overridden: dict = {}
     if request.params_override:
-        params = _strict_override(hyperparams, params, request.params_override, "--params_override")
+        overridden, override_settings = _strict_override(
+            hyperparams, params, request.params_override, "--params_override"
+        )
+        settings.update(override_settings)
     if request.init_checkpoint is not None:
         params.override({"task": {"init_checkpoint": request.init_checkpoint}}, is_strict=True)
     if request.num_train_steps is not None:  # with the schedule fitted to them (training/schedule.py)
@@ -67,6 +80,8 @@ def load_experiment(request: ConfigRequest, extra: dict | None = None):
     if request.sample_1_of_n_eval_examples > 1:
         steps = _sampled_validation_steps(params, request.sample_1_of_n_eval_examples, request.data_dir)
         params.override({"trainer": {"validation_steps": steps}}, is_strict=True)
+    if settings.get("anchor") == "auto" and request.data_dir is not None and not _sets_anchors(overridden):
+        params.override(fitted_overrides(params, request.data_dir), is_strict=True)  # at the final input_size
     params.override(pretrained_overrides(params.task), is_strict=True)  # pretrained:NAME -> cached path
     params.validate()
     _check_loop_intervals(params)
@@ -134,8 +149,28 @@ def _check_loop_intervals(params) -> None:
         )
 
 
-def _strict_override(hyperparams, params, source: str, what: str):
+def _sets_anchors(overridden: dict) -> bool:
+    """Whether --params_override sets task.model.min_level, max_level or anchor: given values beat `auto`."""
+    return any(name in overridden.get("task", {}).get("model", {}) for name in ANCHOR_FIELDS)
+
+
+def _strict_override(hyperparams, params, source: str, what: str) -> tuple[dict, dict]:
+    """Apply a YAML file, YAML/JSON text or dotted override strictly, all but its `cervical_tf:` block.
+
+    Returns what was applied and that block's settings.
+    """
     try:
-        return hyperparams.override_params_dict(params, source, is_strict=True)
+        tree = hyperparams.override_params_dict(hyperparams.ParamsDict(), source, is_strict=False).as_dict()
+        settings = tree.pop(PROJECT_KEY, None) or {}
+        params.override(tree, is_strict=True)
     except (KeyError, ValueError, TypeError, AttributeError) as error:
         raise DataError(f"{what}: {error}") from error
+    valid = settings == {} or (
+        isinstance(settings, dict) and set(settings) == {"anchor"} and settings["anchor"] in ANCHOR_MODES
+    )
+    if not valid:
+        raise DataError(
+            f"{what}: {PROJECT_KEY}: {settings!r} is not a setting; expected "
+            f"{PROJECT_KEY}: {{anchor: auto}} or {{anchor: fixed}}"
+        )
+    return tree, settings
