@@ -495,3 +495,64 @@ def test_num_train_steps_fits_the_learning_rate_schedule(trained: dict[str, Path
     assert trainer["train_steps"] == 4
     assert trainer["optimizer_config"]["learning_rate"]["stepwise"]["boundaries"] == [3]
     assert trainer["optimizer_config"]["warmup"]["linear"]["warmup_steps"] == 1
+
+
+def test_minutes_trains_to_its_budget_and_saves_the_last_checkpoint(
+    workspace: dict[str, Path], capsys: pytest.CaptureFixture
+) -> None:
+    """`--minutes 1.5` on the tiny model (one evaluation, at the end): it measures its speed, plans
+    N steps, fits the schedule to N, stops by itself and checkpoints where it stopped. Run again,
+    it keeps the plan instead of measuring anew. Bounds are generous: the machine is shared."""
+    import yaml
+
+    from cervical_tf.training.config import ConfigRequest, load_experiment
+    from cervical_tf.training.schedule import fitted_to_steps
+
+    override = json.loads(TINY)
+    override["trainer"]["validation_interval"] = 100000  # evaluate once, at the end
+    model_dir = workspace["root"] / "budget"
+    command = [
+        "train",
+        "--pipeline_config_path",
+        str(CONFIG),
+        "--model_dir",
+        str(model_dir),
+        "--data",
+        str(workspace["data"]),
+        "--minutes",
+        "1.5",
+        "--params_override",
+        json.dumps(override),
+    ]
+    assert main(command) == 0
+    printed = capsys.readouterr().out
+    record = json.loads((model_dir / "budget.json").read_text())
+    run = record["runs"][0]
+    assert record["calibration_steps"] == 4  # two loops of steps_per_loop (2)
+    assert record["steps"] >= 4 and 0 < run["to_step"] <= record["steps"]
+    assert f"trained {run['to_step']} steps in " in printed
+    assert tf.train.latest_checkpoint(str(model_dir)).endswith(f"ckpt-{run['to_step']}")
+    assert run["seconds"] < 90 + 240  # the budget, and then some for a loaded machine
+    # params.yaml holds the schedule fitted to N, as --num_train_steps N would have it.
+    trainer = yaml.safe_load((model_dir / "params.yaml").read_text())["trainer"]
+    assert trainer["train_steps"] == record["steps"]
+    demo = load_experiment(ConfigRequest(CONFIG, params_override=TINY))
+    expected = fitted_to_steps(demo, record["steps"])["trainer"]["optimizer_config"]
+    assert (
+        trainer["optimizer_config"]["learning_rate"]["stepwise"]["boundaries"]
+        == (expected["learning_rate"]["stepwise"]["boundaries"])
+    )
+    assert "evaluation at step" in printed and (model_dir / "metrics.csv").is_file()
+    if run["to_step"] == record["steps"] > 5:  # it did not stop at the deadline: the decay completed
+        rates = {
+            event.step: float(tf.make_ndarray(value.tensor))
+            for events in (model_dir / "train").glob("events.out.tfevents.*")
+            for event in tf.compat.v1.train.summary_iterator(str(events))
+            for value in event.summary.value
+            if value.tag == "learning_rate"
+        }
+        assert rates[max(rates)] == pytest.approx(0.002)  # the demo schedule's 0.02 dropped to 0.002
+
+    assert main(command) == 0  # resumed: the recorded plan, no new measurement
+    assert "calibrated" not in capsys.readouterr().out
+    assert json.loads((model_dir / "budget.json").read_text())["steps"] == record["steps"]

@@ -9,9 +9,14 @@ until --eval_timeout seconds pass without a new one or the last training step is
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cervical_tf.errors import DataError
+
+if TYPE_CHECKING:
+    from cervical_tf.training.budget import TimeBudget
 
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:
@@ -42,6 +47,13 @@ def add_model_main_flags(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="overrides trainer.train_steps and fits the learning-rate schedule to it (decay steps and "
         "boundaries scale; --params_override trainer.train_steps=N changes the steps alone)",
+    )
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        help="train to a time budget instead of a step count: measures this machine's speed, then fits "
+        "the steps and the learning-rate schedule to the minutes left (evaluations included) and saves "
+        "the last checkpoint; a resumed run keeps its first run's steps (MODEL_DIR/budget.json)",
     )
     parser.add_argument("--checkpoint_every_n", type=int, help="overrides trainer.checkpoint_interval")
     parser.add_argument(
@@ -79,20 +91,26 @@ def add_model_main_flags(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from cervical_tf.training import runner
+    from cervical_tf.training.anchors import report_anchors
     from cervical_tf.training.config import ConfigRequest, label_map_for, load_experiment
+    from cervical_tf.training.schedule import fitted_to_steps
 
-    params = load_experiment(
-        ConfigRequest(
-            pipeline_config_path=args.pipeline_config_path,
-            data_dir=args.data,
-            params_override=args.params_override,
-            init_checkpoint=args.init_checkpoint,
-            num_train_steps=args.num_train_steps,
-            eval_timeout=args.eval_timeout if args.checkpoint_dir else None,
-            checkpoint_every_n=args.checkpoint_every_n,
-            sample_1_of_n_eval_examples=args.sample_1_of_n_eval_examples,
-        )
+    time_budget = _time_budget(args)  # first: the budget counts from here
+    planned_steps = time_budget.plan.steps if time_budget and time_budget.plan else None
+    request = ConfigRequest(
+        pipeline_config_path=args.pipeline_config_path,
+        data_dir=args.data,
+        params_override=args.params_override,
+        init_checkpoint=args.init_checkpoint,
+        num_train_steps=args.num_train_steps if time_budget is None else planned_steps,
+        eval_timeout=args.eval_timeout if args.checkpoint_dir else None,
+        checkpoint_every_n=args.checkpoint_every_n,
+        sample_1_of_n_eval_examples=args.sample_1_of_n_eval_examples,
     )
+    params = load_experiment(request)
+    if time_budget is not None:  # refuse a schedule without an end now, not after calibration
+        fitted_to_steps(params, params.trainer.train_steps, "--minutes")
+    report_anchors(params, args.data, args.model_dir)  # the training boxes' fit; anchors.json
     has_validation = bool(params.task.validation_data.input_path)
     if args.checkpoint_dir:
         if not has_validation:
@@ -109,6 +127,8 @@ def run(args: argparse.Namespace) -> None:
             label_map_for(params, args.data),
             args.validation_images,
             args.alsologtostderr,
+            time_budget,
+            lambda steps: load_experiment(dataclasses.replace(request, num_train_steps=steps)),
         ),
     )
     print(f"model directory: {args.model_dir}  (tensorboard --logdir {args.model_dir})")
@@ -117,3 +137,21 @@ def run(args: argparse.Namespace) -> None:
             "last evaluation: "
             + "  ".join(f"{key} {float(logs[key]):.3f}" for key in ("AP", "AP50") if key in logs)
         )
+
+
+def _time_budget(args: argparse.Namespace) -> TimeBudget | None:
+    """--minutes as a TimeBudget (None without it), checked against the flags it cannot go with."""
+    from cervical_tf.training import budget
+
+    if args.minutes is None:
+        return None
+    if args.num_train_steps is not None:
+        raise DataError(
+            "--minutes and --num_train_steps both set the length of the run: give one "
+            "(--minutes measures this machine and chooses the steps)"
+        )
+    if args.checkpoint_dir:
+        raise DataError(
+            "--minutes budgets a training run; --checkpoint_dir evaluates another run's checkpoints: drop one"
+        )
+    return budget.start(args.minutes, args.model_dir)

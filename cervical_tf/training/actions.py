@@ -19,22 +19,31 @@ SUMMARY_METRICS = ("AP", "AP50", "AP75", "ARmax100")
 
 
 class ProgressLine:
-    """Prints `step N/M  loss L  S steps/s  ETA` after every training loop (steps_per_loop steps)."""
+    """Prints `step N/M  loss L  S steps/s  ETA` after every training loop (steps_per_loop steps).
 
-    def __init__(self, total_steps: int, current_step: Callable[[], int], terminal: TextIO) -> None:
+    `total_steps` is asked each time: a --minutes run knows M only once it has measured its speed
+    (None until then: the line says so and has no ETA).
+    """
+
+    def __init__(
+        self, total_steps: Callable[[], int | None], current_step: Callable[[], int], terminal: TextIO
+    ) -> None:
         self._total_steps = total_steps
         self._current_step = current_step
         self._terminal = terminal
         self._last: tuple[float, int] | None = None
 
     def __call__(self, output: Mapping[str, object]) -> None:
-        now, step = time.monotonic(), self._current_step()
+        now, step, total = time.monotonic(), self._current_step(), self._total_steps()
         loss = float(np.asarray(output.get("total_loss", output.get("training_loss", np.nan))))
-        line = f"step {step}/{self._total_steps}  loss {loss:.4f}"
+        line = f"step {step}/{total if total is not None else '?'}  loss {loss:.4f}"
         if self._last is not None and step > self._last[1]:
             steps_per_second = (step - self._last[1]) / (now - self._last[0])
-            remaining = max(0, self._total_steps - step) / steps_per_second
-            line += f"  {steps_per_second:.2f} steps/s  ETA {_duration(remaining)}"
+            line += f"  {steps_per_second:.2f} steps/s"
+            if total is not None:
+                line += f"  ETA {_duration(max(0, total - step) / steps_per_second)}"
+        if total is None:
+            line += "  (measuring this machine's speed)"
         self._last = (now, step)
         print(line, file=self._terminal, flush=True)
 

@@ -9,11 +9,13 @@ checkpoint folder other than model_dir (the OD API's --checkpoint_dir).
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from cervical_tf.errors import DataError
+from cervical_tf.training.budget import TimeBudget
 from cervical_tf.training.logs import LOG_NAME, training_logs
 from tfrecords_gen.label_map import read_label_map
 
@@ -28,6 +30,8 @@ class TrainRequest:
     label_map_path: Path | None = None
     validation_images: int = 3
     also_log_to_terminal: bool = False  # --alsologtostderr: official.vision's own lines on the terminal too
+    budget: TimeBudget | None = None  # --minutes: train to a deadline (training/budget.py)
+    experiment_for_steps: Callable[[int], object] | None = None  # with budget: the config fitted to N steps
 
 
 def run(params, request: TrainRequest) -> dict:
@@ -48,6 +52,7 @@ def _run(params, request: TrainRequest, terminal: TextIO) -> dict:
     from official.core import train_lib, train_utils
 
     from cervical_tf.training.actions import MetricsCsv, ProgressLine, ValidationImages
+    from cervical_tf.training.budget_run import BudgetedTraining
     from cervical_tf.training.task import CellDetectionTask
 
     if request.mode not in MODES:
@@ -66,15 +71,20 @@ def _run(params, request: TrainRequest, terminal: TextIO) -> dict:
     with strategy.scope():
         task = CellDetectionTask(params.task, logging_dir=model_dir)
     label_map = read_label_map(request.label_map_path) if request.label_map_path else {}
+    budgeted = None
+    if request.budget is not None:
+        assert "train" in request.mode and request.experiment_for_steps is not None
+        budgeted = BudgetedTraining(
+            request.budget, params, request.experiment_for_steps, request.model_dir, terminal
+        )
+    total_steps = budgeted.total_steps if budgeted else lambda: params.trainer.train_steps
     names = {class_id: name for name, class_id in label_map.items()}
 
     class CellExperimentRunner(train_lib.OrbitExperimentRunner):
         """Adds our actions (they need the trainer, built in __init__) and reads --checkpoint_dir."""
 
         def _build_controller(self, trainer, evaluator, **kwargs) -> orbit.Controller:
-            train_actions = [
-                ProgressLine(params.trainer.train_steps, lambda: int(self.trainer.global_step), terminal)
-            ]
+            train_actions = [ProgressLine(total_steps, lambda: int(self.trainer.global_step), terminal)]
             eval_actions = [
                 MetricsCsv(request.model_dir / "metrics.csv", lambda: int(self.trainer.global_step), terminal)
             ]
@@ -109,5 +119,8 @@ def _run(params, request: TrainRequest, terminal: TextIO) -> dict:
         model_dir=model_dir,
         run_post_eval=False,
     )
+    if budgeted:
+        with strategy.scope():
+            return budgeted.run(runner)
     _, logs = runner.run()
     return logs
