@@ -38,6 +38,13 @@ def test_every_evaluation_the_interval_asks_for_is_taken_off() -> None:
     assert evaluation_steps(40, 715, 200) == [200, 400, 600, 715]
 
 
+def test_num_train_steps_caps_what_the_minutes_would_allow() -> None:
+    """`--minutes 10 --num_train_steps 500`: a fast machine stops at 500 steps, early; a slow one
+    plans the fewer steps its minutes allow."""
+    assert plan_steps(40, 600.0, 5.0, 10.0, 1000, max_steps=500) == (500, 1)
+    assert plan_steps(40, 600.0, 0.5, 10.0, 1000, max_steps=500) == (40 + 265, 1)  # 590 s x 0.9 x 0.5
+
+
 def test_a_spent_budget_trains_no_further_and_still_evaluates() -> None:
     assert plan_steps(40, -5.0, 2.0, 10.0, validation_interval=500) == (40, 1)
 
@@ -73,7 +80,10 @@ def test_a_run_trained_without_minutes_cannot_continue_with_them(tmp_path: Path)
     ("flags", "message"),
     [
         (["--minutes", "0"], "--minutes 0.0: expected a positive number"),
-        (["--minutes", "5", "--num_train_steps", "100"], "--minutes and --num_train_steps"),
+        (
+            ["--minutes", "5", "--num_train_steps", "0"],
+            "--num_train_steps 0 with --minutes: expected at least 2",
+        ),
         (["--minutes", "5", "--checkpoint_dir", "elsewhere"], "--checkpoint_dir evaluates"),
     ],
 )

@@ -53,7 +53,8 @@ def add_model_main_flags(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="train to a time budget instead of a step count: measures this machine's speed, then fits "
         "the steps and the learning-rate schedule to the minutes left (evaluations included) and saves "
-        "the last checkpoint; a resumed run keeps its first run's steps (MODEL_DIR/budget.json)",
+        "the last checkpoint; with --num_train_steps N, at most N steps; a resumed run keeps its first "
+        "run's steps (MODEL_DIR/budget.json)",
     )
     parser.add_argument("--checkpoint_every_n", type=int, help="overrides trainer.checkpoint_interval")
     parser.add_argument(
@@ -140,18 +141,13 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _time_budget(args: argparse.Namespace) -> TimeBudget | None:
-    """--minutes as a TimeBudget (None without it), checked against the flags it cannot go with."""
+    """--minutes as a TimeBudget (None without it); --num_train_steps is then the most it may train."""
     from cervical_tf.training import budget
 
     if args.minutes is None:
         return None
-    if args.num_train_steps is not None:
-        raise DataError(
-            "--minutes and --num_train_steps both set the length of the run: give one "
-            "(--minutes measures this machine and chooses the steps)"
-        )
     if args.checkpoint_dir:
         raise DataError(
             "--minutes budgets a training run; --checkpoint_dir evaluates another run's checkpoints: drop one"
         )
-    return budget.start(args.minutes, args.model_dir)
+    return budget.start(args.minutes, args.model_dir, args.num_train_steps)  # N: at most N steps
