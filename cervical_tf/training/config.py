@@ -9,7 +9,11 @@ strict: a misspelt key is an error, not a silently ignored setting.
 A config may hold one block official.vision does not know, `cervical_tf:`, which is taken out
 before the rest reaches official.vision: `cervical_tf: {anchor: auto}` fits the levels and anchor
 sizes to --data's training boxes (cervical_tf/training/anchors.py), unless --params_override sets
-them; `fixed` keeps them as written.
+them; `fixed` keeps them as written. `cervical_tf: {augment: {rot90: true, hed_sigma: 0.02}}` switches
+on training augmentations (cervical_tf/training/augment.py, all off by default); --params_override
+cervical_tf.augment.NAME=VALUE changes one. The resolved experiment keeps that block when an
+augmentation is on, so params.yaml records it (and official.vision alone cannot run such a file:
+it could not augment alike).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import glob
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cervical_tf.errors import DataError
 from cervical_tf.training.anchors import fitted_overrides
@@ -25,10 +30,14 @@ from cervical_tf.training.pretrained import pretrained_overrides
 from cervical_tf.training.schedule import fitted_to_steps
 from tfrecords_gen.label_map import read_label_map
 
+if TYPE_CHECKING:
+    from cervical_tf.training.augment import Augmentation
+
 EXPERIMENT = "fasterrcnn_resnetfpn_coco"
 PROJECT_KEY = "cervical_tf"  # the project's own settings in a config file or --params_override
 ANCHOR_MODES = ("auto", "fixed")
 ANCHOR_FIELDS = ("min_level", "max_level", "anchor")  # of task.model: what `anchor: auto` fits
+AUGMENT_KEY = "augment"  # the training augmentations in the project's block
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,8 @@ def load_experiment(request: ConfigRequest, extra: dict | None = None):
         overridden, override_settings = _strict_override(
             hyperparams, params, request.params_override, "--params_override"
         )
-        settings.update(override_settings)
+        augment = {**(settings.get(AUGMENT_KEY) or {}), **(override_settings.pop(AUGMENT_KEY, None) or {})}
+        settings.update(override_settings, **({AUGMENT_KEY: augment} if augment else {}))
     if request.init_checkpoint is not None:
         params.override({"task": {"init_checkpoint": request.init_checkpoint}}, is_strict=True)
     if request.num_train_steps is not None:  # with the schedule fitted to them (training/schedule.py)
@@ -83,10 +93,19 @@ def load_experiment(request: ConfigRequest, extra: dict | None = None):
     if settings.get("anchor") == "auto" and request.data_dir is not None and not _sets_anchors(overridden):
         params.override(fitted_overrides(params, request.data_dir), is_strict=True)  # at the final input_size
     params.override(pretrained_overrides(params.task), is_strict=True)  # pretrained:NAME -> cached path
+    augmentation = _parse_augmentation(settings.get(AUGMENT_KEY))
+    if augmentation.enabled:  # kept in the experiment, hence in params.yaml: the run's record
+        params.override({PROJECT_KEY: {AUGMENT_KEY: augmentation.as_dict()}}, is_strict=False)
     params.validate()
     _check_loop_intervals(params)
     params.lock()
     return params
+
+
+def augmentation_of(params) -> Augmentation:
+    """The training augmentations load_experiment kept in the experiment; all off when it kept none."""
+    block = params.as_dict().get(PROJECT_KEY) or {}
+    return _parse_augmentation(block.get(AUGMENT_KEY))
 
 
 def data_overrides(data_dir: Path) -> dict:
@@ -149,6 +168,12 @@ def _check_loop_intervals(params) -> None:
         )
 
 
+def _parse_augmentation(raw: object, prefix: str = "") -> Augmentation:
+    from cervical_tf.training.augment import parse_augmentation  # deferred: it imports TensorFlow
+
+    return parse_augmentation(raw, f"{prefix}{PROJECT_KEY}.{AUGMENT_KEY}")
+
+
 def _sets_anchors(overridden: dict) -> bool:
     """Whether --params_override sets task.model.min_level, max_level or anchor: given values beat `auto`."""
     return any(name in overridden.get("task", {}).get("model", {}) for name in ANCHOR_FIELDS)
@@ -165,12 +190,15 @@ def _strict_override(hyperparams, params, source: str, what: str) -> tuple[dict,
         params.override(tree, is_strict=True)
     except (KeyError, ValueError, TypeError, AttributeError) as error:
         raise DataError(f"{what}: {error}") from error
-    valid = settings == {} or (
-        isinstance(settings, dict) and set(settings) == {"anchor"} and settings["anchor"] in ANCHOR_MODES
+    valid = (
+        isinstance(settings, dict)
+        and set(settings) <= {"anchor", AUGMENT_KEY}
+        and settings.get("anchor", "auto") in ANCHOR_MODES
     )
     if not valid:
         raise DataError(
             f"{what}: {PROJECT_KEY}: {settings!r} is not a setting; expected "
-            f"{PROJECT_KEY}: {{anchor: auto}} or {{anchor: fixed}}"
+            f"{PROJECT_KEY}: {{anchor: auto}} or {{anchor: fixed}}, and/or {{{AUGMENT_KEY}: {{...}}}}"
         )
+    _parse_augmentation(settings.get(AUGMENT_KEY), f"{what}: ")  # a misspelt option fails here, first
     return tree, settings

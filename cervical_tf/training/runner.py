@@ -53,6 +53,7 @@ def _run(params, request: TrainRequest, terminal: TextIO) -> dict:
 
     from cervical_tf.training.actions import MetricsCsv, ProgressLine, ValidationImages
     from cervical_tf.training.budget_run import BudgetedTraining
+    from cervical_tf.training.config import augmentation_of
     from cervical_tf.training.task import CellDetectionTask
 
     if request.mode not in MODES:
@@ -69,7 +70,7 @@ def _run(params, request: TrainRequest, terminal: TextIO) -> dict:
         tpu_address=params.runtime.tpu,
     )
     with strategy.scope():
-        task = CellDetectionTask(params.task, logging_dir=model_dir)
+        task = CellDetectionTask(params.task, logging_dir=model_dir, augmentation=augmentation_of(params))
     label_map = read_label_map(request.label_map_path) if request.label_map_path else {}
     budgeted = None
     if request.budget is not None:
