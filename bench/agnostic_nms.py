@@ -22,10 +22,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from folds import class_agnostic, pooled, predict_fold
 
 PROJECT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = PROJECT / "pipeline_configs" / "faster_rcnn_resnet18_fpn_512_demo.yaml"
@@ -86,37 +86,13 @@ def schedule(steps: int) -> str:
     )
 
 
-def predict_fold(export: Path, fold_data: Path, agnostic: bool) -> list:
-    """(ground truth, detections) of every held-out image of one fold, labels in the model's ids."""
-    from cervical_tf.evaluation.ground_truth import class_id_map, open_ground_truth, with_class_ids
-    from cervical_tf.inference.predictor import Predictor
-
-    predictor = Predictor.load(export)
-    source = open_ground_truth([str(fold_data / "val-*.tfrecord")])
-    id_map = class_id_map(source.labels, predictor.labels, source.description)
-    pairs = []
-    for truth, pixels in source.images():
-        found = predictor.predict(
-            pixels, truth.name, max_detections=100, min_score=0.0, agnostic_nms=agnostic
-        )
-        pairs.append((with_class_ids(truth, id_map, source.description), found, predictor.labels))
-    return pairs
-
-
 def report(pairs: list, title: str) -> None:
     from cervical_tf.boxes import iou
     from cervical_tf.evaluation.metrics import coco_metrics
 
-    # Image ids must be unique across folds: renumber in order.
-    truths = [replace(truth, image_id=index) for index, (truth, _, _) in enumerate(pairs, start=1)]
-    found = [detections for _, detections, _ in pairs]
-    labels = pairs[0][2]
+    truths, found, labels = pooled(pairs)
     metrics = coco_metrics(truths, found, labels)
-    one_class = coco_metrics(
-        [replace(truth, class_ids=np.ones_like(truth.class_ids)) for truth in truths],
-        [replace(detections, class_ids=np.ones_like(detections.class_ids)) for detections in found],
-        {1: "cell"},
-    )
+    one_class = class_agnostic(truths, found)
     twice = 0
     for detections in found:
         shown = detections.above(SERVE_MIN_SCORE)
