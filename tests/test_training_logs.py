@@ -53,3 +53,20 @@ def test_training_logs_restore_the_streams_and_append(tmp_path: Path, capsys: py
     print("after")
     assert capsys.readouterr().out == "after\n"
     assert (tmp_path / LOG_NAME).read_text().splitlines() == ["first run", "resumed run"]
+
+
+def test_training_logs_leave_no_handler_on_the_closed_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A root handler a library adds during training (logging.basicConfig() does: on sys.stderr, then
+    the log file) must not outlive the log file."""
+    import logging as python_logging
+
+    with training_logs(tmp_path, also_to_terminal=False):
+        python_logging.getLogger().addHandler(python_logging.StreamHandler(sys.stderr))
+    python_logging.getLogger("after.training").warning("export's warning")
+    assert "Logging error" not in capsys.readouterr().err
+    assert not any(
+        getattr(handler, "stream", None) is not None and handler.stream.closed
+        for handler in python_logging.getLogger().handlers
+    )

@@ -51,7 +51,10 @@ def _loggers_to(stream: TextIO, names: tuple[str, ...]) -> Iterator[None]:
     stderr of import time, which redirect_stderr cannot reach); restored on exit."""
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    saved = []
+    # A library's logging.basicConfig() inside would bind the root logger to `stream`, closed
+    # after training: the demo's export, in the same process, then hit "I/O operation on closed file".
+    root = logging.getLogger()
+    saved = [(root, root.handlers[:], root.propagate, root.level)]
     for name in names:
         logger = logging.getLogger(name)
         saved.append((logger, logger.handlers[:], logger.propagate, logger.level))

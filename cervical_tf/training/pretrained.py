@@ -53,7 +53,7 @@ def pretrained_overrides(task_config) -> dict:
 
     Checks first that the model's backbone is the one the weights fit, then converts once.
     """
-    name = task_config.init_checkpoint
+    name = task_config.init_checkpoint or ""  # official.vision reads null as "no checkpoint" too
     if not name.startswith(PREFIX):
         return {}
     if name != PREFIX + LITE0:
