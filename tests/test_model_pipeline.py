@@ -19,9 +19,10 @@ import pytest
 import tensorflow as tf
 
 from cervical_tf.cli import main
+from cervical_tf.training.pretrained import lite0_checkpoint
 from tfrecords_gen.sample import SampleSpec, generate_sample
 
-CONFIG = Path(__file__).resolve().parents[1] / "pipeline_configs" / "faster_rcnn_resnet18_fpn_512_demo.yaml"
+CONFIG = Path(__file__).resolve().parents[1] / "pipeline_configs" / "faster_rcnn_lite0_fpn_512_demo.yaml"
 # Shrinks the demo recipe so that a step takes a fraction of a second.
 TINY = json.dumps(
     {
@@ -457,10 +458,10 @@ def test_export_writes_the_model_card_of_what_training_saw(exported: Path, train
     }
     assert card["recipe"] == {
         "config": None,  # exported without --pipeline_config_path: params.yaml does not name its YAML
-        "backbone": "resnet-18",
+        "backbone": "efficientnet-lite0",
         "decoder": "fpn",
         "input_size": [256, 256, 3],
-        "init_checkpoint": None,
+        "init_checkpoint": str(lite0_checkpoint()),  # the demo config's pretrained:efficientnet-lite0
         "batch_size": 1,
     }
     label_map = read_label_map(trained["data"] / "label_map.pbtxt")
@@ -479,7 +480,7 @@ def test_predict_with_the_sample_trained_export_warns_on_every_output(
     capsys.readouterr()
     assert main(["predict", "--model", str(exported), "--output", str(results), str(image)]) == 0
     printed = capsys.readouterr()
-    assert printed.out.startswith(f"model: {SYNTHETIC_WARNING.upper()}. resnet-18 + fpn at 256x256")
+    assert printed.out.startswith(f"model: {SYNTHETIC_WARNING.upper()}. efficientnet-lite0 + fpn at 256x256")
     assert f"warning: the model was {SYNTHETIC_WARNING}" in printed.err
     assert json.loads((results / "detections.json").read_text())[0]["model_warning"] == SYNTHETIC_WARNING
     assert json.loads((results / "model_card.json").read_text())["warning"] == SYNTHETIC_WARNING
@@ -551,7 +552,8 @@ def test_minutes_trains_to_its_budget_and_saves_the_last_checkpoint(
             for value in event.summary.value
             if value.tag == "learning_rate"
         }
-        assert rates[max(rates)] == pytest.approx(0.002)  # the demo schedule's 0.02 dropped to 0.002
+        dropped_to = demo.trainer.optimizer_config.learning_rate.stepwise.values[-1]
+        assert rates[max(rates)] == pytest.approx(dropped_to)  # the demo schedule's last rate
 
     assert main(command) == 0  # resumed: the recorded plan, no new measurement
     assert "calibrated" not in capsys.readouterr().out

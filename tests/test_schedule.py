@@ -92,7 +92,7 @@ def test_num_train_steps_fits_the_configs_schedule() -> None:
     assert params.trainer.optimizer_config.learning_rate.cosine.decay_steps == 600
     assert params.trainer.optimizer_config.warmup.linear.warmup_steps == 60
     demo = load_experiment(
-        ConfigRequest(PIPELINE_CONFIGS / "faster_rcnn_resnet18_fpn_512_demo.yaml", num_train_steps=250)
+        ConfigRequest(PIPELINE_CONFIGS / "faster_rcnn_lite0_fpn_512_demo.yaml", num_train_steps=250)
     )
     assert demo.trainer.optimizer_config.learning_rate.stepwise.boundaries == [200]
     assert demo.trainer.optimizer_config.warmup.linear.warmup_steps == 20

@@ -23,7 +23,8 @@ def add_parser(verbs: argparse._SubParsersAction, run_verb: Callable[[list[str]]
     parser.add_argument(
         "--minutes",
         type=float,
-        help=f"training time budget; sets the steps at {demo.DEMO_STEPS_PER_SECOND} steps/s "
-        "(default: the demo config's 500 steps, about 6 minutes on 2 cores)",
+        default=demo.DEMO_MINUTES,
+        help=f"the whole demo's time budget ({demo.DEMO_MINUTES:g}); training gets what the other steps "
+        f"leave (train --minutes): {demo.DEMO_STEPS} steps, or the fewer that fit on this machine",
     )
     parser.set_defaults(handler=lambda args: demo.run(args.output, args.minutes, run_verb))

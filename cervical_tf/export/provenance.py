@@ -70,16 +70,26 @@ def training_data(folder: Path | None) -> dict:
 def recipe(params, config_path: Path | None) -> dict:
     """The few config fields that say what was trained (params.yaml holds the rest)."""
     model = params.task.model
-    backbone_type = model.backbone.type
-    model_id = getattr(getattr(model.backbone, backbone_type, None), "model_id", None)
     return {
         "config": None if config_path is None else str(config_path),
-        "backbone": backbone_type if model_id is None else f"{backbone_type}-{model_id}",
+        "backbone": backbone_name(model),
         "decoder": model.decoder.type,
         "input_size": list(model.input_size),
         "init_checkpoint": params.task.init_checkpoint or None,
         "batch_size": params.task.train_data.global_batch_size,
     }
+
+
+def backbone_name(model) -> str:
+    """The backbone by name: resnet-18, efficientnet-lite0 (B0 without squeeze-excite, with relu6), ..."""
+    backbone_type = model.backbone.type
+    settings = getattr(model.backbone, backbone_type, None)
+    model_id = getattr(settings, "model_id", None)
+    if model_id is None:
+        return backbone_type
+    relu6 = model.norm_activation.activation == "relu6"
+    lite = backbone_type == "efficientnet" and settings.se_ratio == 0 and relu6
+    return f"efficientnet-lite{model_id[1:]}" if lite else f"{backbone_type}-{model_id}"
 
 
 def trained_steps(checkpoint_path: str) -> int | None:
