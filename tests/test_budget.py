@@ -6,6 +6,7 @@ test_model_pipeline.py on a tiny model.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -115,3 +116,40 @@ def test_the_demo_refuses_a_budget_too_short_for_its_steps(tmp_path: Path, capsy
     assert main(["demo", "--output", str(tmp_path / "demo"), "--minutes", "3"]) == 2
     assert "--minutes 3: the demo needs at least" in capsys.readouterr().err
     assert not (tmp_path / "demo").exists()  # refused before generating anything
+
+
+def test_a_plan_with_no_steps_after_calibration_evaluates_its_checkpoint_once(tmp_path: Path) -> None:
+    """--num_train_steps 4 with --minutes: calibration trains the 4 steps and evaluates step 4; the
+    final evaluation is that one, not a second run over the same checkpoint."""
+    from types import SimpleNamespace
+
+    from cervical_tf.training.budget_run import BudgetedTraining
+    from cervical_tf.training.config import ConfigRequest, load_experiment
+
+    params = load_experiment(
+        ConfigRequest(CONFIG, params_override="trainer.steps_per_loop=2,task.validation_data.input_path=val")
+    )
+    calls: list[str] = []
+    step = tf.Variable(0, dtype=tf.int64)
+
+    def train(target: int, checkpoint_at_completion: bool) -> None:
+        calls.append(f"train to {target}")
+        step.assign(target)
+
+    controller = SimpleNamespace(
+        train=train,
+        evaluate=lambda steps: calls.append(f"evaluate {int(step.numpy())}") or {"AP50": 0.5},
+        save_checkpoint=lambda: calls.append("save"),
+    )
+    runner = SimpleNamespace(
+        controller=controller, trainer=SimpleNamespace(global_step=step, optimizer=SimpleNamespace())
+    )
+    training = BudgetedTraining(
+        budget.start(5, tmp_path, max_steps=4),
+        params,
+        lambda steps: params,
+        tmp_path,
+        terminal=io.StringIO(),
+    )
+    assert training.run(runner) == {"AP50": 0.5}
+    assert calls == ["train to 2", "train to 4", "evaluate 4", "save"]

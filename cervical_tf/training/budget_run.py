@@ -41,6 +41,7 @@ class BudgetedTraining:
         self._window = (0, 0.0)  # steps and seconds trained since the last plan: its speed
         self._timed = (0, 0.0)  # the same over the whole run, but for its first (tracing) loop
         self._replans: list[tuple[int, int]] = []  # (at step, new N)
+        self._evaluated: tuple[int, dict] | None = None  # the last evaluation's step and logs
 
     def total_steps(self) -> int | None:
         """N once planned; None while calibrating (the progress line's total)."""
@@ -79,9 +80,9 @@ class BudgetedTraining:
             self._count(target - step, seconds)
             step = target
             if self._validate and step % interval == 0 and step < self.plan.steps:
-                self._evaluate(controller)
+                self._evaluate(controller, step)
         controller.save_checkpoint()
-        logs = self._evaluate(controller) if self._validate else {}
+        logs = self._evaluate(controller, step) if self._validate else {}
         self._report(first_step, step, stopped_early)
         return logs or {}
 
@@ -96,7 +97,7 @@ class BudgetedTraining:
         step += 2 * loop
         self._count(loop, second)
         if self._validate:  # what one costs here, tracing its graph included: a real evaluation
-            self._evaluate(controller)
+            self._evaluate(controller, step)
         tracing = max(0.0, first - second)  # and the input pipeline's start: again for the new schedule
         rate = loop / second
         steps, evaluations = self._plan_from(step, rate, tracing)
@@ -175,10 +176,15 @@ class BudgetedTraining:
         self._window = (self._window[0] + steps, self._window[1] + seconds)
         self._timed = (self._timed[0] + steps, self._timed[1] + seconds)
 
-    def _evaluate(self, controller) -> dict:
+    def _evaluate(self, controller, step: int) -> dict:
+        """Evaluate the model at `step`, once: a plan with no steps beyond calibration ends where the
+        calibration's evaluation already scored it."""
+        if self._evaluated is not None and self._evaluated[0] == step:
+            return self._evaluated[1]
         began = time.monotonic()
         logs = controller.evaluate(self._params.trainer.validation_steps)
         self._evaluation_seconds = time.monotonic() - began  # the latest: the model's state changes it
+        self._evaluated = (step, logs)
         return logs
 
     def _final_evaluation(self) -> float:
