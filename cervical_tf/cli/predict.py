@@ -18,7 +18,11 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         help="detect cells in images with an exported model",
         description=(
             "Run EXPORT_DIR (written by `cervical-tf export`) on IMAGES and write detections.json, "
-            "detections.csv, detections.geojson (QuPath), coco_results.json and overlays/*.png to RESULTS."
+            "detections.csv, detections.geojson (QuPath), coco_results.json and overlays/*.png to RESULTS. "
+            "Whole slides among IMAGES (SVS, NDPI, MRXS, SCN, DICOM, tiled or OME TIFF) are read tile by "
+            "tile at the model's pixel size, each into RESULTS/<slide>/ (detections.geojson in level-0 "
+            "pixels, detections.csv, tiles.jsonl: a rerun resumes); slides that fail are listed in "
+            "RESULTS/slides_failed.csv and make the exit status 2."
         ),
     )
     parser.add_argument("--model", type=Path, required=True, metavar="EXPORT_DIR", help="the exported model")
@@ -40,6 +44,21 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         help="keep at most this many per image (default 100)",
     )
     add_run_flags(parser)
+    parser.add_argument(
+        "--mpp",
+        type=float,
+        default=None,
+        metavar="UM",
+        help="slides: microns per level-0 pixel, replacing the slide's metadata (needed when the slide has "
+        "none and the model card records the training pixel size)",
+    )
+    parser.add_argument(
+        "--tissue-mask",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="slides: skip tiles without tissue (saturation above Otsu's threshold on a thumbnail) "
+        "(default: on)",
+    )
     parser.add_argument(
         "--coco-gt",
         type=Path,
@@ -63,6 +82,8 @@ def run(args: argparse.Namespace) -> None:
         min_score=args.min_score,
         max_detections=args.max_detections,
         coco_gt=args.coco_gt,
+        mpp=args.mpp,
+        tissue_mask=args.tissue_mask,
         **run_options(args),
     )
 
@@ -74,7 +95,8 @@ def add_run_flags(parser: argparse.ArgumentParser, agnostic_nms: bool = AGNOSTIC
         type=int,
         default=None,
         metavar="T",
-        help="run images larger than T px in overlapping T x T tiles (default: whole images)",
+        help="run images larger than T px in overlapping T x T tiles (default: whole images; slides: "
+        "the model's input size from its model card, else 1024)",
     )
     parser.add_argument(
         "--overlap",

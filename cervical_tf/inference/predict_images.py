@@ -11,10 +11,13 @@ from typing import TYPE_CHECKING
 from cervical_tf.boxes import AGNOSTIC_NMS
 from cervical_tf.errors import DataError
 from cervical_tf.export.model_card import MODEL_CARD, warn_if_synthetic, write_model_card
-from tfrecords_gen.image_files import IMAGE_SUFFIXES, find_images, is_image_file
+from cervical_tf.slides.reader import SLIDE_SUFFIXES, is_slide
+from tfrecords_gen.image_files import IMAGE_SUFFIXES, is_image_file
 
 if TYPE_CHECKING:
+    from cervical_tf.evaluation.coco_ids import CocoIds
     from cervical_tf.inference.detections import Detections
+    from cervical_tf.inference.predictor import Predictor
 
 OUTPUT_FILES = ("detections.json", "detections.csv", "detections.geojson", "coco_results.json", MODEL_CARD)
 
@@ -30,9 +33,19 @@ def predict_images(
     overlap: int = 128,
     agnostic_nms: bool = AGNOSTIC_NMS,
     coco_gt: Path | None = None,
+    mpp: float | None = None,
+    tissue_mask: bool = True,
 ) -> None:
     """Predict on every image of `images` (files, folders, globs); skip (and report) unreadable ones;
     write detections.json/.csv/.geojson, coco_results.json, model_card.json and overlays/ into `output`.
+
+    Whole slides among them (`slides.reader.is_slide`: SVS, NDPI, MRXS, tiled or OME TIFF, ...) are
+    read tile by tile at the model's pixel size (`mpp`: µm per level-0 pixel when the slide's
+    metadata lacks it or is wrong; `tissue_mask`: skip tiles without tissue) by
+    `slides.batch.predict_slides`, each into OUTPUT/<slide>/; `tile` and `overlap` then default to
+    the model's input size and apply in model pixels, `max_detections` per tile. A slide that fails
+    is listed in OUTPUT/slides_failed.csv, the others go on, and the run ends with a DataError
+    (exit status 2) naming how many failed.
 
     The export's model card goes with the results: copied as model_card.json, as the GeoJSON's
     "model_card" member, in each overlay's PNG text; its warning (a model trained on synthetic
@@ -42,22 +55,65 @@ def predict_images(
     with `coco_gt` (a converted folder or a `*_coco.json`) it uses that ground truth's image ids
     (matched by file_name) and category ids (matched by name), so pycocotools can score it there.
     """
-    from tqdm import tqdm
-
     from cervical_tf.evaluation.coco_ids import load_coco_ids
-    from cervical_tf.images import load_image
-    from cervical_tf.inference import outputs
     from cervical_tf.inference.predictor import Predictor, validate_options
+    from cervical_tf.slides.batch import FAILED_TABLE, predict_slides
+    from cervical_tf.slides.detect import SlideOptions
 
     validate_options(tile, overlap, max_detections, min_score)
-    paths = resolve_images(images)
+    if mpp is not None and not mpp > 0:
+        raise DataError(f"--mpp must be a positive number of microns per pixel, got {mpp}")
+    found = resolve_images(images)
+    slides = [path for path in found if is_slide(path)]
+    paths = [path for path in found if path not in slides]
+    if coco_gt is not None and not paths:
+        raise DataError("--coco-gt numbers images for COCO scoring; only slides were given")
     coco_ids = load_coco_ids(Path(coco_gt)) if coco_gt is not None else None
     file_names = coco_ids.match_images(paths) if coco_ids else {}
     predictor = Predictor.load(Path(model))
     card = predictor.model_card
     print(f"model: {card.summary}")
-    category_ids = coco_ids.category_ids(predictor.labels) if coco_ids else None
     output = Path(output)
+    failed_slides = []
+    if slides:
+        options = SlideOptions(tile, overlap, min_score, max_detections, agnostic_nms, mpp, tissue_mask)
+        names = [Path(name).stem for name in overlay_names(slides)]
+        _, failed_slides = predict_slides(predictor, list(zip(slides, names, strict=True)), output, options)
+        write_model_card(output / MODEL_CARD, card)
+        print(f"wrote {FAILED_TABLE} and {MODEL_CARD} to {output}/")
+    if paths:
+        run = {"tile": tile, "overlap": overlap, "max_detections": max_detections, "min_score": min_score}
+        _predict_fields(predictor, output, paths, coco_ids, file_names, agnostic_nms=agnostic_nms, **run)
+    warn_if_synthetic(card)
+    if failed_slides:
+        named = ", ".join(str(failure.slide) for failure in failed_slides)
+        raise DataError(
+            f"{len(failed_slides)} of {len(slides)} slide(s) could not be read: {named} "
+            f"(reasons in {output / FAILED_TABLE})"
+        )
+
+
+def _predict_fields(
+    predictor: Predictor,
+    output: Path,
+    paths: list[Path],
+    coco_ids: CocoIds | None,
+    file_names: dict[str, str],
+    *,
+    tile: int | None,
+    overlap: int,
+    max_detections: int,
+    min_score: float,
+    agnostic_nms: bool,
+) -> None:
+    """Ordinary images (fields): each decoded whole, its overlay, then the batch's result files."""
+    from tqdm import tqdm
+
+    from cervical_tf.images import load_image
+    from cervical_tf.inference import outputs
+
+    card = predictor.model_card
+    category_ids = coco_ids.category_ids(predictor.labels) if coco_ids else None
     overlay_dir = output / "overlays"
     overlay_dir.mkdir(parents=True, exist_ok=True)
     colors = outputs.palette(predictor.labels)
@@ -109,11 +165,11 @@ def predict_images(
     write_model_card(output / MODEL_CARD, card)
     table = outputs.counts_table(detections_list, predictor.labels)
     _report(output, detections_list, failures, table, ids_note)
-    warn_if_synthetic(card)
 
 
 def resolve_images(items: list[str]) -> list[Path]:
-    """Image paths from files, folders (their images, not recursive) and glob patterns, in order.
+    """Image and slide paths from files, folders (their images and slides, not recursive) and glob
+    patterns, in order.
 
     Duplicates are kept once. A missing file, a pattern matching no image, or a folder without
     images is a DataError naming it. Files given by name are taken whatever their suffix.
@@ -122,15 +178,14 @@ def resolve_images(items: list[str]) -> list[Path]:
     for item in items:
         path = Path(item)
         if glob.has_magic(item):
-            found = [Path(match) for match in sorted(glob.glob(item)) if is_image_file(Path(match))]
+            found = [Path(match) for match in sorted(glob.glob(item)) if _is_image_or_slide(Path(match))]
             if not found:
                 raise DataError(f"{item}: the pattern matches no image files")
         elif path.is_dir():
-            found = find_images(path)
+            found = sorted(match for match in path.iterdir() if _is_image_or_slide(match))
             if not found:
-                raise DataError(
-                    f"{path}: no image files in this folder (looked for {' '.join(sorted(IMAGE_SUFFIXES))})"
-                )
+                suffixes = " ".join(sorted(IMAGE_SUFFIXES | SLIDE_SUFFIXES))
+                raise DataError(f"{path}: no image files in this folder (looked for {suffixes})")
         elif path.is_file():
             found = [path]
         else:
@@ -140,6 +195,10 @@ def resolve_images(items: list[str]) -> list[Path]:
     for path in paths:
         unique.setdefault(path.resolve(), path)
     return list(unique.values())
+
+
+def _is_image_or_slide(path: Path) -> bool:
+    return is_image_file(path) or (path.is_file() and path.suffix.lower() in SLIDE_SUFFIXES)
 
 
 def overlay_names(paths: list[Path]) -> list[str]:

@@ -15,10 +15,15 @@ are merged in two steps, both class-aware:
 Every object no larger than the overlap lies whole inside some tile, so choose the overlap at
 least as large as the largest object. Larger objects that no tile sees whole stay as the pieces
 the tiles saw (they are not glued together, which would also glue neighbouring cells).
+
+Whole slides (`cervical_tf.slides`) first keep, of each tile's detections, only those whose centre
+lies in the tile's core (`core_bounds`: the cores partition the slide, so every cell belongs to
+exactly one tile, QuPath's and HistomicsTK's rule), then merge as above across the seams.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +50,22 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
         return [0]
     starts = list(range(0, length - tile, tile - overlap))
     return [*starts, length - tile]
+
+
+def core_bounds(starts: list[int], tile: int) -> list[tuple[float, float]]:
+    """Each tile's core [begin, end) along a side, from `tile_starts`: from the middle of its overlap
+    with the previous tile to the middle of its overlap with the next; the first core begins at
+    -inf and the last ends at +inf, so the cores cover the side without gap or overlap. With an
+    overlap of at least a cell's size, the tile owning a cell's centre sees the cell whole."""
+    middles = [(start + previous + tile) / 2 for previous, start in itertools.pairwise(starts)]
+    return list(zip([-np.inf, *middles], [*middles, np.inf], strict=True))
+
+
+def centres_in(boxes_px: np.ndarray, core_x: tuple[float, float], core_y: tuple[float, float]) -> np.ndarray:
+    """bool [N]: the centre of each xyxy box [N, 4] lies in the core [x0, x1) x [y0, y1)."""
+    centre_x = (boxes_px[:, 0] + boxes_px[:, 2]) / 2
+    centre_y = (boxes_px[:, 1] + boxes_px[:, 3]) / 2
+    return (core_x[0] <= centre_x) & (centre_x < core_x[1]) & (core_y[0] <= centre_y) & (centre_y < core_y[1])
 
 
 def tile_count(width: int, height: int, tile: int, overlap: int) -> int:
