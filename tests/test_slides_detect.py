@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from blob_export import HALF_BOX, write_blob_export
 from fake_export import fake_model_card
+from PIL import Image
 from slide_files import halve, write_generic_tiff, write_ome_tiff
 
 from cervical_tf import cli
@@ -141,6 +142,38 @@ def test_slide_at_half_the_resolution_reads_level_1(mosaic: dict, tmp_path: Path
     level_1 = (mosaic["pixels"].shape[1] // 2, mosaic["pixels"].shape[0] // 2)
     level_1_boxes = np.concatenate([boxes for boxes, _ in references]) / 2
     assert seam_cells(level_1_boxes, level_1, 1.0, 256) >= 20
+
+
+def test_slide_between_levels_is_resized_to_the_model_pixel_size(
+    mosaic: dict, tmp_path: Path, blob_model: Path
+) -> None:
+    """At 1.5 x the slide's pixel size the tiles are resized (by 2/3); a field alone resized the same
+    way is the reference. Resizing a tile is not resizing the whole field (the filter sees other
+    pixels at the tile's edges), so boxes agree to 3 px for most cells, not all: this checks the scale
+    and the coordinates on the way back, which a wrong mapping would miss by tens of pixels."""
+    export = _with_card(shutil.copytree(blob_model, tmp_path / "export"), 1.5 * MPP, 256)
+    predictor = Predictor.load(export)
+    width, height = FIELD
+
+    result = detect_slide(predictor, mosaic["ome"], tmp_path / "out", SlideOptions(**EVERYTHING))
+
+    assert (result.plan.level, result.plan.scale) == (0, pytest.approx(2 / 3))
+    centres = (result.detections.boxes_px[:, :2] + result.detections.boxes_px[:, 2:]) / 2
+    near, total, expected_total = 0, 0, 0
+    for field, (x, y) in zip(mosaic["fields"], mosaic["origins"], strict=True):
+        small = np.asarray(Image.fromarray(field).resize((512, 427), Image.BILINEAR))
+        found_alone = predictor.predict(small, "field", **EVERYTHING)
+        factor = np.array([width / 512, height / 427] * 2, dtype=np.float32)
+        expected = found_alone.boxes_px * factor + np.array([x, y, x, y], dtype=np.float32)
+        inside = (centres[:, 0] >= x) & (centres[:, 0] < x + width) & (centres[:, 1] >= y)
+        inside &= centres[:, 1] < y + height
+        found = np.clip(result.detections.boxes_px[inside], [x, y, x, y], [x + width, y + height] * 2)
+        distance = np.abs(found[:, None, :] - expected[None, :, :]).max(axis=2)
+        near += int((distance.min(axis=1) <= 3).sum())
+        total += len(found)
+        expected_total += len(expected)
+    assert total > 40 and abs(total - expected_total) <= 0.1 * expected_total
+    assert near >= 0.85 * total
 
 
 def predict(model: Path, output: Path, *arguments: str) -> int:
