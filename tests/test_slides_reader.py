@@ -135,11 +135,19 @@ class FakeSlide(SlideReader):
 @pytest.mark.parametrize(
     "model_um, level, scale",
     [(0.25, 0, 1.0), (1.0, 1, 1.0), (0.5, 0, 0.5), (2.0, 1, 0.5), (8.0, 2, 0.5), (0.125, 0, 2.0)],
+    # the last: a 40x model on a 20x slide, level 0 enlarged twice (the most allowed)
 )
 def test_plan_read_picks_the_sharpest_level_it_can_shrink(model_um: float, level: int, scale: float) -> None:
     plan = plan_read(FakeSlide((1.0, 4.0, 16.0), PixelSize(0.25, 0.25, "test")), model_um)
 
     assert (plan.level, plan.scale) == (level, pytest.approx(scale))
+
+
+def test_plan_read_refuses_a_slide_much_coarser_than_the_model() -> None:
+    dpi_72 = PixelSize(352.78, 352.78, "openslide.mpp-x/y")  # a TIFF's default resolution, not a scan's
+
+    with pytest.raises(SlideError, match=r"fake\.svs: .* coarser than the model's .*pass --mpp"):
+        plan_read(FakeSlide((1.0, 4.0), dpi_72), 0.25)
 
 
 def test_plan_read_without_pixel_sizes() -> None:

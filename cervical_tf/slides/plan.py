@@ -15,6 +15,7 @@ from cervical_tf.inference import tiling
 from cervical_tf.slides.reader import SlideError, SlideReader
 
 SCALE_TOLERANCE = 1e-3  # a scale within 0.1% of 1 is read as it is, without resizing
+MAX_UPSCALE = 2.0  # a model wanting level 0 enlarged more than this is refused: the pixel size is wrong
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,13 @@ def plan_read(reader: SlideReader, model_um: float | None) -> ReadPlan:
     scale = downsample / wanted
     if abs(scale - 1) < SCALE_TOLERANCE:
         scale = 1.0
+    if scale > MAX_UPSCALE * (1 + SCALE_TOLERANCE):
+        raise SlideError(
+            f"{reader.path}: the slide's pixels ({slide_um:g} µm, {reader.pixel_size.source}) are "
+            f"{scale:.3g} times coarser than the model's ({model_um:g} µm); more than {MAX_UPSCALE:g} times "
+            "cannot show the cells the model learned. A scanner's 72 or 96 dpi default is no pixel size: "
+            "pass --mpp"
+        )
     note = (
         f"model {model_um:g} µm/px, slide {slide_um:g} µm/px ({reader.pixel_size.source}): "
         f"level {level} (downsample {downsample:g}) at scale {scale:.4g}"
