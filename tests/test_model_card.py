@@ -89,3 +89,66 @@ def test_an_export_without_card_has_unknown_provenance_and_a_broken_card_is_refu
         (tmp_path / MODEL_CARD).write_text(damaged, encoding="utf-8")
         with pytest.raises(DataError, match=MODEL_CARD):
             ModelCard.load(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tiny_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tfrecords_gen.sample import SampleSpec, generate_sample
+
+    folder = tmp_path_factory.mktemp("sample") / "sipakmed"
+    generate_sample(folder, SampleSpec(images=5, width=256, height=256, seed=3), progress=False)
+    return folder
+
+
+def card_of_a_model_trained_on(data: Path, model_dir: Path) -> dict:
+    """The card `export` writes for a model trained on `data`, without training: train's bookkeeping
+    (label map and pixel size into MODEL_DIR), a checkpoint holding only the step, and the experiment
+    pointed at `data` as `train --data` points it."""
+    import tensorflow as tf
+    from official.core import exp_factory
+    from official.vision import registry_imports  # noqa: F401  (registers the experiment)
+
+    from cervical_tf.export.provenance import model_card_facts
+    from cervical_tf.training.pixel_size import record_pixel_size
+    from tfrecords_gen.label_map import read_label_map
+
+    model_dir.mkdir()
+    record_pixel_size(data, model_dir)  # what train does beside copying the label map
+    checkpoint = tf.train.Checkpoint(global_step=tf.Variable(7, dtype=tf.int64)).save(str(model_dir / "ckpt"))
+    params = exp_factory.get_exp_config("fasterrcnn_resnetfpn_coco")
+    params.override({"task": {"train_data": {"input_path": str(data / "train-*.tfrecord")}}}, is_strict=True)
+    return model_card_facts(params, checkpoint, model_dir, read_label_map(data / "label_map.pbtxt"), None)
+
+
+def test_convert_mpp_reaches_the_model_card_and_stays_unknown_without(
+    tiny_sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from cervical_tf.cli import main
+
+    for mpp, name in (("0.25", "with"), (None, "without")):
+        data = tmp_path / f"data-{name}"
+        flags = ["--mpp", mpp] if mpp else []
+        arguments = ["convert", "--format", "sipakmed", "--input", str(tiny_sample), "--output", str(data)]
+        assert main([*arguments, "--val", "0", "--test", "0", "--workers", "1", *flags]) == 0
+        assert json.loads((data / "dataset_stats.json").read_text())["pixel_size_um"] == (mpp and float(mpp))
+        printed = capsys.readouterr().out
+        assert ("pixel size: 0.25 µm per pixel (--mpp)" in printed) == (mpp is not None)
+
+    facts = card_of_a_model_trained_on(tmp_path / "data-with", tmp_path / "model-with")
+    assert facts["pixel_size_um"] == 0.25 and facts["training"]["steps"] == 7
+    assert "convert --mpp" in facts["pixel_size_note"]
+    write_model_card(tmp_path / MODEL_CARD, ModelCard(facts, tmp_path / MODEL_CARD))
+    card = ModelCard.load(tmp_path)
+    assert card.facts["pixel_size_um"] == 0.25 and "pixel size 0.25 µm" in card.summary
+
+    facts = card_of_a_model_trained_on(tmp_path / "data-without", tmp_path / "model-without")
+    assert facts["pixel_size_um"] is None and "converted without --mpp" in facts["pixel_size_note"]
+    assert main([*arguments[:-1], str(tmp_path / "bad"), "--mpp", "0"]) == 2
+    assert "--mpp must be a positive number" in capsys.readouterr().err
+
+
+def test_a_model_dir_without_pixel_size_json_has_an_unknown_pixel_size(tmp_path: Path) -> None:
+    from cervical_tf.training.pixel_size import load_pixel_size
+
+    pixel_size_um, note = load_pixel_size(tmp_path)
+    assert pixel_size_um is None and "pixel_size.json is missing" in note

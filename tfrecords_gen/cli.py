@@ -76,6 +76,14 @@ def register(verbs: argparse._SubParsersAction) -> None:
         r"e.g. '^(slide\d+)_'",
     )
     convert.add_argument("--workers", type=int, help="processes for image checks and encoding (all cores)")
+    convert.add_argument(
+        "--mpp",
+        type=float,
+        metavar="UM",
+        help="microns per pixel of the annotated images, recorded in dataset_stats.json; train carries it "
+        "into MODEL_DIR and export into the model card, so predict reads slides at this pixel size "
+        "(default: unknown, slides are read at full resolution)",
+    )
     convert.set_defaults(handler=convert_command)
 
     sample = verbs.add_parser(
@@ -130,6 +138,13 @@ def convert_command(args: argparse.Namespace) -> None:
         f"({written.images} images in {seconds:.1f} s, {written.images / seconds:.1f} images/s)"
     )
     print(f"per-class box sizes: cervical-tf stats {written.out_dir}")
+    print(_pixel_size_line(request.mpp))
+
+
+def _pixel_size_line(pixel_size_um: float | None) -> str:
+    if pixel_size_um is None:
+        return "pixel size: unknown (no --mpp): a model trained on this reads slides at full resolution"
+    return f"pixel size: {pixel_size_um:g} µm per pixel (--mpp), recorded in dataset_stats.json"
 
 
 def _report_problems(problems: list[Problem]) -> None:
@@ -167,6 +182,8 @@ def sample_command(args: argparse.Namespace) -> None:
 
 
 def stats_command(args: argparse.Namespace) -> None:
-    from tfrecords_gen.stats import load_stats, stats_table
+    from tfrecords_gen.stats import PIXEL_SIZE, load_stats, stats_table
 
-    print(stats_table(load_stats(args.path)))
+    stats = load_stats(args.path)
+    print(stats_table(stats))
+    print(_pixel_size_line(stats.get(PIXEL_SIZE)))

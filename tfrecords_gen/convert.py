@@ -36,6 +36,7 @@ class ConvertRequest:
     group_pattern: re.Pattern[str] | None = None
     workers: int | None = None
     progress: bool = True
+    mpp: float | None = None  # µm per pixel of the images, recorded in dataset_stats.json
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class ConvertOutcome:
 def convert(request: ConvertRequest) -> ConvertOutcome:
     if request.format not in READERS:
         raise DataError(f"--format {request.format!r}: expected one of {', '.join(READERS)}")
+    if request.mpp is not None and not request.mpp > 0:
+        raise DataError(f"--mpp must be a positive number of microns per pixel, got {request.mpp}")
     if not request.input.exists():
         raise DataError(f"--input {request.input}: no such file or folder")
     reader_input = ReaderInput(request.input, request.images, request.box_size, request.sipakmed_region)
@@ -81,5 +84,6 @@ def convert(request: ConvertRequest) -> ConvertOutcome:
         validated.fatal,
         request.workers,
         request.progress,
+        request.mpp,
     )
     return ConvertOutcome(validated.problems, written)

@@ -22,17 +22,20 @@ from tfrecords_gen.sample_marker import synthetic_sample_stats
 
 PERCENTILES = (5, 50, 95)
 BOX_GEOMETRY = "boxes_by_image_size"
+PIXEL_SIZE = "pixel_size_um"  # µm per pixel of the annotated images, from `convert --mpp` (None: not given)
 # One box per line: json.dumps(indent=2) alone would spend six lines on each box.
 _NUMBER_LIST = re.compile(r"\[\s+([-+.\deE]+(?:,\s+[-+.\deE]+)*)\s+\]")
 
 
-def dataset_stats(splits: Mapping[str, Sequence[ImageRecord]]) -> dict:
+def dataset_stats(splits: Mapping[str, Sequence[ImageRecord]], pixel_size_um: float | None = None) -> dict:
     """{"splits": {split: {"images", "boxes", "negative_images", "classes": {name: boxes},
     "class_details": {name: {"images", "boxes", "box_width_px": {p5, p50, p95}, "box_height_px": ...}}}},
-    "synthetic_sample": images per split drawn by `cervical-tf sample`, or None (see sample_marker)}"""
+    "synthetic_sample": images per split drawn by `cervical-tf sample`, or None (see sample_marker),
+    "pixel_size_um": microns per pixel of the images (`convert --mpp`), or None when not given}"""
     return {
         "splits": {split: _split_stats(records) for split, records in splits.items() if records},
         "synthetic_sample": synthetic_sample_stats(splits),
+        PIXEL_SIZE: pixel_size_um,
     }
 
 

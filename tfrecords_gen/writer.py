@@ -81,8 +81,10 @@ def write_dataset(
     rejected: Sequence[Problem] = (),
     workers: int | None = None,
     progress: bool = True,
+    pixel_size_um: float | None = None,
 ) -> WriteSummary:
-    """Write all outputs for `records` split by `assignment` into `out_dir` (replaced whole)."""
+    """Write all outputs for `records` split by `assignment` into `out_dir` (replaced whole);
+    `pixel_size_um` (µm per pixel of the images, or None) goes into every dataset_stats.json."""
     with atomic_folder(out_dir, _is_previous_conversion, NOT_A_CONVERSION) as staging:
         source_ids = {name: index for index, name in enumerate(sorted(r.name for r in records), start=1)}
         views = views_for(records, assignment)
@@ -96,10 +98,11 @@ def write_dataset(
             for split, members in view.splits.items():
                 ground_truth = coco_ground_truth(members, source_ids, label_map)
                 write_coco_ground_truth(folder / f"{split}_coco.json", ground_truth)
-            write_stats(folder / "dataset_stats.json", dataset_stats(view.splits))
+            write_stats(folder / "dataset_stats.json", dataset_stats(view.splits, pixel_size_um))
         if views[0].subdir:  # k-fold: the top folder describes the folds themselves
             write_label_map(staging / "label_map.pbtxt", label_map)
-            write_stats(staging / "dataset_stats.json", dataset_stats(_group_by_split(records, assignment)))
+            stats = dataset_stats(_group_by_split(records, assignment), pixel_size_um)
+            write_stats(staging / "dataset_stats.json", stats)
     files = sorted(path for path in out_dir.rglob("*") if path.is_file())
     return WriteSummary(out_dir, files, len(records))
 

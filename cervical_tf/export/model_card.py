@@ -10,7 +10,9 @@ training images were drawn. The facts (card_version 1):
   "boxes", "classes": {name: boxes}}} from its dataset_stats.json (or None), `synthetic_sample`
   "all" | "some" | "none" | "unknown" (of the training images) and `synthetic_images`
   {split: count}, and a `note` when something could not be known
-- `pixel_size_um` (None until slides carry one) and `pixel_size_note`
+- `pixel_size_um`: µm per pixel of the training images (`convert --mpp`, carried by train in
+  MODEL_DIR/pixel_size.json), None when unknown; predict reads slides at it. `pixel_size_note` says
+  where it came from or why it is unknown
 - `recipe`: `config` (the --pipeline_config_path given at export, else None), `backbone`,
   `decoder`, `input_size`, `init_checkpoint` (None: from scratch), `batch_size`
 - `training`: `steps` (the exported checkpoint's), `planned_steps`, `checkpoint`
@@ -34,7 +36,6 @@ MODEL_CARD = "model_card.json"
 CARD_VERSION = 1
 SYNTHETIC_WARNING = "trained on synthetic images only: not for real slides"
 PARTLY_SYNTHETIC_WARNING = "trained partly on synthetic images: check it on real slides before use"
-PIXEL_SIZE_NOTE = "unknown: the training images carry no pixel size; it is recorded once slides support --mpp"
 
 
 @dataclass(frozen=True)

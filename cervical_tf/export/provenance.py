@@ -1,7 +1,8 @@
 """The facts of an export's model card, read from what training left behind (see `model_card`).
 
-Training records nothing for the card on purpose: MODEL_DIR already holds it. params.yaml names
-the training data (its folder's dataset_stats.json counts classes and boxes and says whether
+Training records nothing for the card on purpose: MODEL_DIR already holds it. pixel_size.json
+holds the training images' pixel size (`convert --mpp`, copied by train: `training/pixel_size.py`);
+params.yaml names the training data (its folder's dataset_stats.json counts classes and boxes and says whether
 `cervical-tf sample` drew the images) and the recipe; the checkpoint holds the step it was saved
 at; metrics.csv holds every validation. Whatever is missing is recorded as unknown, with why.
 """
@@ -15,7 +16,8 @@ import math
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cervical_tf.export.model_card import CARD_VERSION, PIXEL_SIZE_NOTE
+from cervical_tf.export.model_card import CARD_VERSION
+from cervical_tf.training.pixel_size import load_pixel_size
 
 GLOBAL_STEP = "global_step/.ATTRIBUTES/VARIABLE_VALUE"  # the step counter in official.vision's checkpoints
 SPLIT_FIELDS = ("images", "boxes", "classes")
@@ -26,14 +28,15 @@ def model_card_facts(
 ) -> dict:
     """The card of the model `params` + `checkpoint_path` trained in `model_dir` (label map `labels`)."""
     steps = trained_steps(checkpoint_path)
+    pixel_size_um, pixel_size_note = load_pixel_size(model_dir)
     return {
         "card_version": CARD_VERSION,
         "exported": datetime.now(UTC).isoformat(timespec="seconds"),
         "project_version": importlib.metadata.version("cervical-tf"),
         "classes": sorted(labels, key=labels.__getitem__),
         "training_data": training_data(_data_folder(params.task.train_data.input_path)),
-        "pixel_size_um": None,
-        "pixel_size_note": PIXEL_SIZE_NOTE,
+        "pixel_size_um": pixel_size_um,
+        "pixel_size_note": pixel_size_note,
         "recipe": recipe(params, config_path),
         "training": {
             "steps": steps,

@@ -17,6 +17,7 @@ from typing import TextIO
 from cervical_tf.errors import DataError
 from cervical_tf.training.budget import TimeBudget
 from cervical_tf.training.logs import LOG_NAME, training_logs
+from cervical_tf.training.pixel_size import record_pixel_size
 from tfrecords_gen.label_map import read_label_map
 
 MODES = ("train", "train_and_eval", "eval", "continuous_eval")
@@ -63,6 +64,7 @@ def _run(params, request: TrainRequest, terminal: TextIO) -> dict:
         train_utils.serialize_config(params, model_dir)  # params.yaml: the resolved config
         if request.label_map_path:
             shutil.copyfile(request.label_map_path, request.model_dir / "label_map.pbtxt")
+            record_pixel_size(request.label_map_path.parent, request.model_dir)  # convert --mpp, if given
     strategy = distribute_utils.get_distribution_strategy(
         distribution_strategy=params.runtime.distribution_strategy,
         all_reduce_alg=params.runtime.all_reduce_alg,
