@@ -13,63 +13,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 from blob_export import HALF_BOX, write_blob_export
-from fake_export import fake_model_card
 from PIL import Image
-from slide_files import halve, write_generic_tiff, write_ome_tiff
+from slide_files import halve
+from slide_mosaic import FIELD, MPP, build_mosaic, with_card
 
 from cervical_tf import cli
-from cervical_tf.export.model_card import MODEL_CARD, ModelCard, write_model_card
-from cervical_tf.images import load_image
+from cervical_tf.export.model_card import MODEL_CARD
 from cervical_tf.inference.detections import Detections
 from cervical_tf.inference.predictor import Predictor
 from cervical_tf.slides.detect import SlideOptions, detect_slide
 from cervical_tf.slides.plan import plan_tiles
 
-MPP = 0.25  # µm per level-0 pixel of the test slides
-FIELD = (768, 640)  # width, height of the crop taken from each CRIC field
-GAP = 64  # glass around and between the fields (even: level 1 keeps the fields' 2 x 2 blocks)
-GLASS_RIGHT = 640  # an empty strip of glass on the right, whose tiles the tissue mask skips
 EVERYTHING = {"min_score": 0.0, "max_detections": 1000}
 
 
 @pytest.fixture(scope="module")
 def mosaic(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Four CRIC fields (crops) arranged 2 x 2 on glass: the pixels and each field's top-left."""
-    from conftest import SHARED_DATA
-
-    images = sorted((SHARED_DATA / "cric8" / "images").glob("*.png"))[:4]
-    if len(images) < 4:
-        pytest.skip(f"real data not present at {SHARED_DATA}")
-    width, height = FIELD
-    slide = np.full((3 * GAP + 2 * height, 3 * GAP + 2 * width + GLASS_RIGHT, 3), 255, dtype=np.uint8)
-    fields, origins = [], []
-    for index, path in enumerate(images):
-        field = load_image(path)[:height, :width]
-        x, y = GAP + (index % 2) * (width + GAP), GAP + (index // 2) * (height + GAP)
-        slide[y : y + height, x : x + width] = field
-        fields.append(field)
-        origins.append((x, y))
-    folder = tmp_path_factory.mktemp("slides")
-    return {
-        "pixels": slide,
-        "fields": fields,
-        "origins": origins,
-        "ome": write_ome_tiff(folder / "mosaic.ome.tiff", slide, MPP),
-        "generic": write_generic_tiff(folder / "mosaic.tiff", slide, MPP),
-    }
+    return build_mosaic(tmp_path_factory.mktemp("slides"))
 
 
 @pytest.fixture(scope="module")
 def blob_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The stand-in export with a model card: trained at MPP µm/px, input 384 px."""
-    return _with_card(write_blob_export(tmp_path_factory.mktemp("blob")), MPP, 384)
-
-
-def _with_card(export_dir: Path, pixel_size_um: float | None, input_side: int) -> Path:
-    facts = fake_model_card("none") | {"pixel_size_um": pixel_size_um}
-    facts["recipe"] = facts["recipe"] | {"input_size": [input_side, input_side, 3]}
-    write_model_card(export_dir / MODEL_CARD, ModelCard(facts, export_dir / MODEL_CARD))
-    return export_dir
+    return with_card(write_blob_export(tmp_path_factory.mktemp("blob")), MPP, 384)
 
 
 def field_reference(predictor: Predictor, mosaic: dict, downsample: int) -> list[tuple[np.ndarray, int]]:
@@ -130,7 +96,7 @@ def test_slide_finds_the_fields_cells_at_level_0(mosaic: dict, blob_model: Path,
 
 
 def test_slide_at_half_the_resolution_reads_level_1(mosaic: dict, tmp_path: Path, blob_model: Path) -> None:
-    export = _with_card(shutil.copytree(blob_model, tmp_path / "export"), 2 * MPP, 256)
+    export = with_card(shutil.copytree(blob_model, tmp_path / "export"), 2 * MPP, 256)
     predictor = Predictor.load(export)
     references = field_reference(predictor, mosaic, downsample=2)
 
@@ -151,7 +117,7 @@ def test_slide_between_levels_is_resized_to_the_model_pixel_size(
     way is the reference. Resizing a tile is not resizing the whole field (the filter sees other
     pixels at the tile's edges), so boxes agree to 3 px for most cells, not all: this checks the scale
     and the coordinates on the way back, which a wrong mapping would miss by tens of pixels."""
-    export = _with_card(shutil.copytree(blob_model, tmp_path / "export"), 1.5 * MPP, 256)
+    export = with_card(shutil.copytree(blob_model, tmp_path / "export"), 1.5 * MPP, 256)
     predictor = Predictor.load(export)
     width, height = FIELD
 

@@ -21,8 +21,10 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
             "detections.csv, detections.geojson (QuPath), coco_results.json and overlays/*.png to RESULTS. "
             "Whole slides among IMAGES (SVS, NDPI, MRXS, SCN, DICOM, tiled or OME TIFF) are read tile by "
             "tile at the model's pixel size, each into RESULTS/<slide>/ (detections.geojson in level-0 "
-            "pixels, detections.csv, tiles.jsonl: a rerun resumes); slides that fail are listed in "
-            "RESULTS/slides_failed.csv and make the exit status 2."
+            "pixels, detections.csv, slide_report.json/.md with the slide score, gallery.png/.json of the "
+            "top abnormal cells, tiles.jsonl: a rerun resumes); RESULTS/slides_ranked.csv/.md rank the "
+            "slides, most suspicious first; slides that fail are listed in RESULTS/slides_failed.csv and "
+            "last in the ranking, and make the exit status 2."
         ),
     )
     parser.add_argument("--model", type=Path, required=True, metavar="EXPORT_DIR", help="the exported model")
@@ -60,6 +62,20 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         "(default: on)",
     )
     parser.add_argument(
+        "--abnormal",
+        metavar="NAMES",
+        help="slides: comma-separated abnormal class names, whose top-10 scores make the slide score and "
+        "whose best cells fill the gallery (default: Koilocytotic,Dyskeratotic for SIPaKMeD, every class "
+        "but NILM for Bethesda labels, else none: no slide score)",
+    )
+    parser.add_argument(
+        "--gallery",
+        type=int,
+        default=16,
+        metavar="K",
+        help="slides: the gallery shows the K highest-scoring abnormal cells (default 16; 0: no gallery)",
+    )
+    parser.add_argument(
         "--coco-gt",
         type=Path,
         metavar="PATH",
@@ -84,6 +100,8 @@ def run(args: argparse.Namespace) -> None:
         coco_gt=args.coco_gt,
         mpp=args.mpp,
         tissue_mask=args.tissue_mask,
+        abnormal=args.abnormal,
+        gallery=args.gallery,
         **run_options(args),
     )
 

@@ -35,6 +35,8 @@ def predict_images(
     coco_gt: Path | None = None,
     mpp: float | None = None,
     tissue_mask: bool = True,
+    abnormal: str | None = None,
+    gallery: int = 16,
 ) -> None:
     """Predict on every image of `images` (files, folders, globs); skip (and report) unreadable ones;
     write detections.json/.csv/.geojson, coco_results.json, model_card.json and overlays/ into `output`.
@@ -43,9 +45,12 @@ def predict_images(
     read tile by tile at the model's pixel size (`mpp`: µm per level-0 pixel when the slide's
     metadata lacks it or is wrong; `tissue_mask`: skip tiles without tissue) by
     `slides.batch.predict_slides`, each into OUTPUT/<slide>/; `tile` and `overlap` then default to
-    the model's input size and apply in model pixels, `max_detections` per tile. A slide that fails
-    is listed in OUTPUT/slides_failed.csv, the others go on, and the run ends with a DataError
-    (exit status 2) naming how many failed.
+    the model's input size and apply in model pixels, `max_detections` per tile. Each slide gets a
+    report with its slide score from the abnormal classes (`abnormal`: comma-separated names, default
+    `inference.abnormal.default_abnormal`'s) and a gallery of its top `gallery` abnormal cells; the
+    batch gets OUTPUT/slides_ranked.csv/.md. A slide that fails is listed in OUTPUT/slides_failed.csv
+    and last in the ranked table, the others go on, and the run ends with a DataError (exit status 2)
+    naming how many failed.
 
     The export's model card goes with the results: copied as model_card.json, as the GeoJSON's
     "model_card" member, in each overlay's PNG text; its warning (a model trained on synthetic
@@ -56,13 +61,17 @@ def predict_images(
     (matched by file_name) and category ids (matched by name), so pycocotools can score it there.
     """
     from cervical_tf.evaluation.coco_ids import load_coco_ids
+    from cervical_tf.inference.abnormal import abnormal_classes
     from cervical_tf.inference.predictor import Predictor, validate_options
-    from cervical_tf.slides.batch import FAILED_TABLE, predict_slides
+    from cervical_tf.slides.batch import BATCH_FILES, FAILED_TABLE, predict_slides
     from cervical_tf.slides.detect import SlideOptions
+    from cervical_tf.slides.report import Triage
 
     validate_options(tile, overlap, max_detections, min_score)
     if mpp is not None and not mpp > 0:
         raise DataError(f"--mpp must be a positive number of microns per pixel, got {mpp}")
+    if gallery < 0:
+        raise DataError(f"--gallery must be 0 (no gallery) or more cells, got {gallery}")
     found = resolve_images(images)
     slides = [path for path in found if is_slide(path)]
     paths = [path for path in found if path not in slides]
@@ -77,10 +86,13 @@ def predict_images(
     failed_slides = []
     if slides:
         options = SlideOptions(tile, overlap, min_score, max_detections, agnostic_nms, mpp, tissue_mask)
+        chosen, rule = abnormal_classes(abnormal, predictor.labels)
+        triage = Triage(frozenset(chosen), rule, gallery)
         names = [Path(name).stem for name in overlay_names(slides)]
-        _, failed_slides = predict_slides(predictor, list(zip(slides, names, strict=True)), output, options)
+        pairs = list(zip(slides, names, strict=True))
+        _, failed_slides = predict_slides(predictor, pairs, output, options, triage)
         write_model_card(output / MODEL_CARD, card)
-        print(f"wrote {FAILED_TABLE} and {MODEL_CARD} to {output}/")
+        print(f"wrote {', '.join(BATCH_FILES)}, {FAILED_TABLE} and {MODEL_CARD} to {output}/")
     if paths:
         run = {"tile": tile, "overlap": overlap, "max_detections": max_detections, "min_score": min_score}
         _predict_fields(predictor, output, paths, coco_ids, file_names, agnostic_nms=agnostic_nms, **run)

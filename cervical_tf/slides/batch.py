@@ -1,9 +1,11 @@
 """`cervical-tf predict` on slides: each slide's outputs in its own folder, failures in one table.
 
 Per slide, OUTPUT/<slide>/ holds `detections.geojson` (level-0 px, QuPath's File > Import objects
-over the slide), `detections.csv` and `tiles.jsonl` (the finished tiles, for resuming). A slide
-that cannot be opened or read is named with its reason on stderr and in OUTPUT/slides_failed.csv,
-and the batch goes on.
+over the slide), `detections.csv`, `slide_report.json`/`.md` (cells per class, abnormal cells, the
+slide score, tiles and area examined: `report`), `gallery.png`/`.json` (the top abnormal cells:
+`gallery`) and `tiles.jsonl` (the finished tiles, for resuming). OUTPUT/slides_ranked.csv/.md rank
+the batch, most suspicious first (`ranking`). A slide that cannot be opened or read is named with
+its reason on stderr, in OUTPUT/slides_failed.csv and last in the ranked table, and the batch goes on.
 """
 
 from __future__ import annotations
@@ -16,13 +18,25 @@ from typing import TYPE_CHECKING
 
 from cervical_tf.inference import outputs
 from cervical_tf.slides.detect import SlideOptions, SlideResult, detect_slide
-from cervical_tf.slides.reader import SlideError
+from cervical_tf.slides.gallery import (
+    GALLERY_JSON,
+    GALLERY_PNG,
+    remove_gallery,
+    top_abnormal,
+    write_gallery,
+)
+from cervical_tf.slides.ranking import RANKED_CSV, RANKED_MD, write_ranked
+from cervical_tf.slides.reader import SlideError, open_slide
+from cervical_tf.slides.report import REPORT_JSON, REPORT_MD, Triage, slide_report, write_slide_report
 from tfrecords_gen.atomic import atomic_path
 
 if TYPE_CHECKING:
+    from cervical_tf.export.model_card import ModelCard
     from cervical_tf.inference.predictor import Predictor
 
-SLIDE_FILES = ("detections.geojson", "detections.csv", "tiles.jsonl")
+SLIDE_FILES = ("detections.geojson", "detections.csv", REPORT_JSON, REPORT_MD, "tiles.jsonl")
+GALLERY_FILES = (GALLERY_PNG, GALLERY_JSON)
+BATCH_FILES = (RANKED_CSV, RANKED_MD)
 FAILED_TABLE = "slides_failed.csv"
 
 
@@ -33,29 +47,53 @@ class SlideFailure:
 
 
 def predict_slides(
-    predictor: Predictor, slides: list[tuple[Path, str]], output: Path, options: SlideOptions
+    predictor: Predictor,
+    slides: list[tuple[Path, str]],
+    output: Path,
+    options: SlideOptions,
+    triage: Triage,
 ) -> tuple[list[SlideResult], list[SlideFailure]]:
     """Detect on each (slide path, folder name) and write its outputs into OUTPUT/<folder name>/;
-    OUTPUT/slides_failed.csv lists the slides that failed (a header only when none did)."""
+    OUTPUT/slides_ranked.csv/.md rank the slides by `triage`'s score, OUTPUT/slides_failed.csv
+    lists the slides that failed (a header only when none did)."""
     from tqdm import tqdm
 
     card = predictor.model_card
     results: list[SlideResult] = []
+    reports: list[tuple[dict, str]] = []
     failures: list[SlideFailure] = []
     for path, name in slides:
         folder = Path(output) / name
         try:
             result = detect_slide(predictor, path, folder, options)
+            outputs.write_geojson(folder / "detections.geojson", [result.detections], card.as_json())
+            outputs.write_detections_csv(folder / "detections.csv", [result.detections])
+            report = slide_report(result, predictor.labels, triage, options.min_score, card)
+            gallery = _write_gallery(folder, path, result, options, triage, card)
+            write_slide_report(folder, report, gallery)
         except SlideError as error:
             failures.append(SlideFailure(path, str(error)))
             tqdm.write(f"skipped: {error}", file=sys.stderr)
             continue
-        outputs.write_geojson(folder / "detections.geojson", [result.detections], card.as_json())
-        outputs.write_detections_csv(folder / "detections.csv", [result.detections])
         results.append(result)
-        tqdm.write(_summary(result, folder))
+        reports.append((report, name))
+        tqdm.write(_summary(result, report, folder, triage))
     write_failures(Path(output) / FAILED_TABLE, failures)
+    write_ranked(Path(output), reports, failures)
     return results, failures
+
+
+def _write_gallery(
+    folder: Path, path: Path, result: SlideResult, options: SlideOptions, triage: Triage, card: ModelCard
+) -> list[dict]:
+    """gallery.png/.json of the slide's top `triage.gallery` abnormal cells (none when it is 0)."""
+    if not triage.gallery:
+        remove_gallery(folder)
+        return []
+    indices = top_abnormal(result.detections, triage.abnormal, triage.gallery)
+    empty = f"no abnormal cells found ({triage.rule})" if triage.abnormal else triage.rule
+    with open_slide(path, options.mpp) as reader:
+        return write_gallery(folder, reader, result.plan, result.detections, indices, empty, card.warning)
 
 
 def write_failures(path: Path, failures: list[SlideFailure]) -> None:
@@ -67,11 +105,14 @@ def write_failures(path: Path, failures: list[SlideFailure]) -> None:
         writer.writerows([str(failure.slide), failure.reason] for failure in failures)
 
 
-def _summary(result: SlideResult, folder: Path) -> str:
+def _summary(result: SlideResult, report: dict, folder: Path, triage: Triage) -> str:
     skipped = result.tiles - result.tissue_tiles
     resumed = f", {result.resumed_tiles} done by an earlier run" if result.resumed_tiles else ""
+    score = "no slide score" if report["score"] is None else f"slide score {report['score']:.3f}"
+    files = SLIDE_FILES + (GALLERY_FILES if triage.gallery else ())
     return (
         f"{result.detections.image}: {result.plan.note}; {result.tiles} tile(s) of {result.tile} px, "
         f"{skipped} without tissue skipped (tissue {100 * result.tissue_fraction:.0f}% of the slide)"
-        f"{resumed}; {len(result.detections)} detections; wrote {', '.join(SLIDE_FILES)} to {folder}/"
+        f"{resumed}; {len(result.detections)} detections, {report['abnormal_cells']} abnormal, {score}; "
+        f"wrote {', '.join(files)} to {folder}/"
     )

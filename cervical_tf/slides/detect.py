@@ -17,7 +17,7 @@ from cervical_tf.boxes import AGNOSTIC_NMS
 from cervical_tf.inference import tiling
 from cervical_tf.inference.detections import Detections
 from cervical_tf.slides.plan import ReadPlan, Tile, plan_read, plan_tiles
-from cervical_tf.slides.reader import SlideReader, open_slide
+from cervical_tf.slides.reader import PixelSize, SlideReader, open_slide
 from cervical_tf.slides.stream import stream_tiles
 from cervical_tf.slides.tile_log import TILE_LOG, TileLog
 from cervical_tf.slides.tissue import THUMBNAIL_SIDE, all_tissue, tissue_mask
@@ -46,7 +46,9 @@ class SlideOptions:
 @dataclass(frozen=True)
 class SlideResult:
     """One slide's detections (level-0 px) and what was examined: tiles planned, with tissue, and
-    done by an earlier run; the tissue's share of the slide."""
+    done by an earlier run; the tissue's share of the slide; `examined_px`, the level-0 area (px²)
+    of the tissue tiles' cores (the cores partition the slide, so overlaps count once); the slide's
+    level-0 `pixel_size` (metadata or --mpp; None when unknown)."""
 
     detections: Detections
     plan: ReadPlan
@@ -55,6 +57,8 @@ class SlideResult:
     tissue_tiles: int
     resumed_tiles: int
     tissue_fraction: float
+    examined_px: float
+    pixel_size: PixelSize | None
 
 
 def model_tile(card: ModelCard, tile: int | None) -> int:
@@ -94,6 +98,8 @@ def detect_slide(predictor: Predictor, path: Path, folder: Path, options: SlideO
             log.close()
         raw = _concatenate([log.done[tile.index] for tile in wanted])
         width, height = reader.dimensions[0]
+        pixel_size = reader.pixel_size
+    examined_px = sum(_core_area(tile, level_size) for tile in wanted) * plan.downsample**2
     keep = tiling.merge_tiles(raw, agnostic=options.agnostic_nms)
     keep = keep[np.argsort(-raw.scores[keep], kind="stable")]
     labels = predictor.labels
@@ -106,7 +112,9 @@ def detect_slide(predictor: Predictor, path: Path, folder: Path, options: SlideO
         class_ids=raw.class_ids[keep],
         labels=tuple(labels[int(class_id)] for class_id in raw.class_ids[keep]),
     )
-    return SlideResult(detections, plan, tile_size, len(tiles), len(wanted), resumed, mask.fraction)
+    return SlideResult(
+        detections, plan, tile_size, len(tiles), len(wanted), resumed, mask.fraction, examined_px, pixel_size
+    )
 
 
 def _read(reader: SlideReader, tile: Tile, plan: ReadPlan) -> np.ndarray:
@@ -152,6 +160,14 @@ def _detect_tile(
         found.class_ids[core],
         cut[core],
     )
+
+
+def _core_area(tile: Tile, level_size: tuple[int, int]) -> float:
+    """Level px² of the tile's core within the level (the first and last cores reach the border)."""
+    width, height = level_size
+    core_width = min(tile.core_x[1], width) - max(tile.core_x[0], 0)
+    core_height = min(tile.core_y[1], height) - max(tile.core_y[0], 0)
+    return max(core_width, 0.0) * max(core_height, 0.0)
 
 
 def _level0_window(tile: Tile, downsample: float) -> tuple[float, float, float, float]:
