@@ -20,19 +20,37 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     """Register the `serve` verb on the `cervical-tf` subparsers."""
     parser = verbs.add_parser(
         "serve",
-        help="serve exported models over HTTP (TF Serving's REST API) with a web viewer",
+        help="serve exported models over HTTP (TF Serving's REST API) with a web viewer, and whole slides",
         description=(
             "Serve exported models: TF Serving's REST API (/v1/models/NAME, /metadata, :predict), "
-            "/v1/detect (upload an image, get detections) and the web viewer at /."
+            "/v1/detect (upload an image, get detections) and the web viewer at /. With --slides DIR, "
+            "also the slides of DIR in a zoomable viewer at /slides.html with predict's detections and "
+            "gallery from --slide-results. Give --model, --slides, or both."
         ),
     )
     parser.add_argument(
         "--model",
         action="append",
-        required=True,
+        default=[],
         metavar="[NAME=]EXPORT_DIR",
         help="an exported model, named NAME or by its folder name; repeat for several (the first is "
-        "/v1/detect's default)",
+        "/v1/detect's default); optional with --slides",
+    )
+    parser.add_argument(
+        "--slides",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="serve the slides in DIR (its files, not its subfolders; nothing outside DIR is ever "
+        "served) to the slide viewer at /slides.html",
+    )
+    parser.add_argument(
+        "--slide-results",
+        type=Path,
+        default=None,
+        metavar="RESULTS",
+        help="predict's --output folder for the slides of --slides: each slide's detections.geojson, "
+        "gallery.json/.png and slide_report.json in RESULTS/<slide>/ (without it, slides only)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8501, help="port (default 8501, TF Serving's REST port)")
@@ -108,6 +126,12 @@ def run(args: argparse.Namespace) -> None:
     """Load every model (DataError if one is not a valid export), then serve until interrupted."""
     from cervical_tf.serve.limits import MEGABYTE, ServeLimits
 
+    if args.slide_results is not None and args.slides is None:
+        raise DataError(
+            "--slide-results RESULTS goes with --slides DIR: the folder of the slides it describes"
+        )
+    if not args.model and args.slides is None:
+        raise DataError("serve: nothing to serve: give --model EXPORT_DIR, --slides DIR, or both")
     models = parse_models(args.model)
     limits = ServeLimits(
         max_upload_bytes=round(args.max_upload_mb * MEGABYTE),
@@ -121,12 +145,20 @@ def run(args: argparse.Namespace) -> None:
     # The flags are checked; now the heavy imports (TensorFlow comes with the app).
     from cervical_tf.serve.app import create_app
     from cervical_tf.serve.server import serve
+    from cervical_tf.serve.slide_folder import SlideFolder
 
+    slides = None if args.slides is None else SlideFolder(args.slides, args.slide_results)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(models, limits, args.abnormal, args.agnostic_nms)
+    app = create_app(models, limits, args.abnormal, args.agnostic_nms, slides)
+    base = f"http://{args.host}:{args.port}"
     for name, path in models.items():
-        print(f"serving {name} ({path}) at http://{args.host}:{args.port}/v1/models/{name}", flush=True)
-    print(f"web viewer: http://{args.host}:{args.port}/", flush=True)
+        print(f"serving {name} ({path}) at {base}/v1/models/{name}", flush=True)
+    if models:
+        print(f"web viewer: {base}/", flush=True)
+    if slides is not None:
+        results = f", detections from {slides.results}" if slides.results else ", no --slide-results"
+        count = len(slides.slides())
+        print(f"slide viewer: {base}/slides.html ({count} slide(s) in {slides.root}{results})", flush=True)
     serve(app, args.host, args.port)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, Query, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 
@@ -41,6 +41,8 @@ from cervical_tf.serve.limits import (
     read_upload,
 )
 from cervical_tf.serve.refusals import add_error_handling
+from cervical_tf.serve.slide_folder import SlideFolder
+from cervical_tf.serve.slide_routes import add_slide_routes
 from cervical_tf.serve.slots import WorkerSlots
 
 logger = logging.getLogger("cervical_tf.serve")
@@ -60,17 +62,23 @@ class ServedModel:
 
 
 def create_app(
-    models: dict[str, Path], limits: ServeLimits, abnormal: str | None, agnostic_nms: bool = AGNOSTIC_NMS
+    models: dict[str, Path],
+    limits: ServeLimits,
+    abnormal: str | None,
+    agnostic_nms: bool = AGNOSTIC_NMS,
+    slides: SlideFolder | None = None,
 ) -> FastAPI:
     """The app serving `models` (name -> export folder; the first is /v1/detect's default).
 
     `abnormal`: --abnormal NAME,... (checked against every model's label map) or None for each
     label map's default. `agnostic_nms`: /v1/detect's default when the query does not say.
+    `slides`: the --slides folder, served to the slide viewer (`slide_routes`); with slides and
+    no model, `/` opens the slide viewer.
     Sets Pillow's process-wide pixel limit to `limits.max_image_pixels`.
     DataError when a model is not a valid export.
     """
-    if not models:
-        raise DataError("serve: no model given (--model EXPORT_DIR)")
+    if not models and slides is None:
+        raise DataError("serve: nothing to serve: give --model EXPORT_DIR, --slides DIR, or both")
     Image.MAX_IMAGE_PIXELS = limits.max_image_pixels
     served = load_models(models, abnormal)
     jobs = Jobs()
@@ -144,6 +152,8 @@ def create_app(
         agnostic: bool | None = Query(None, alias="agnostic_nms"),
         output_format: str = Query("json", alias="format"),
     ) -> JSONResponse:
+        if not served:
+            raise RequestError(404, "no model is served (started with --slides only); add --model EXPORT_DIR")
         chosen = model(name or model_name or next(iter(served)))
         if output_format not in DETECT_FORMATS:
             raise RequestError(
@@ -181,8 +191,13 @@ def create_app(
             return JSONResponse(collection, media_type="application/geo+json")
         return JSONResponse(detect_response(detections, chosen, min_score))
 
+    if slides is not None:
+        add_slide_routes(app, slides, STATIC_DIR)
+
     @app.get("/", include_in_schema=False)
     async def viewer() -> Response:
+        if not served:  # slides only: the field viewer needs a model
+            return RedirectResponse("/slides.html")
         index = STATIC_DIR / "index.html"
         if not index.is_file():
             raise RequestError(404, f"the web viewer is not installed ({index} is missing); the API works")
