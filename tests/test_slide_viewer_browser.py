@@ -7,9 +7,11 @@ without the shared data), with predict's detections.geojson and a gallery writte
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from server_process import running_server
@@ -44,15 +46,7 @@ def test_slide_viewer_draws_the_detections_and_flies_to_a_gallery_cell(
 ) -> None:
     arguments = ["--slides", str(viewer_slide.slides), "--slide-results", str(viewer_slide.results)]
     with running_server(arguments, tmp_path / "serve.log") as url:
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        errors: list[str] = []
-        requested: list[str] = []
-        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-        page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
-        page.on("request", lambda request: requested.append(request.url))
-        page.goto(url + "/")  # no model: / opens the slide viewer
-        page.wait_for_selector("body[data-state=ready]", timeout=30_000)
-        page.wait_for_function("slideViewer.viewer.world.getItemAt(0).getFullyLoaded()", timeout=30_000)
+        page, errors, requested = _open_viewer(browser, url + "/")  # no model: / opens the slide viewer
 
         boxes = len(viewer_slide.labels)
         assert page.locator("#overlay rect").count() == boxes
@@ -77,19 +71,7 @@ def test_slide_viewer_draws_the_detections_and_flies_to_a_gallery_cell(
         # A gallery cell flies the view to its box.
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "slide_viewer_whole.png"))  # git-ignored, for people
-        cell = viewer_slide.gallery["cells"][0]
-        whole = page.evaluate("slideViewer.visibleImageRect()")
-        page.click('#gallery button[data-rank="1"]')
-        page.wait_for_function(  # the 0.6 s flight: the current bounds reach the target
-            "slideViewer.viewer.viewport.getBounds(true).equals(slideViewer.viewer.viewport.getBounds(false))",
-            timeout=10_000,
-        )
-        x, y, width, height = page.evaluate("slideViewer.visibleImageRect()")
-        xmin, ymin, xmax, ymax = cell["box"]
-        assert x <= xmin and y <= ymin and x + width >= xmax and y + height >= ymax, (x, y, width, height)
-        assert width < whole[2] / 4, "the view should zoom in on the cell"
-        assert page.get_attribute('#gallery button[data-rank="1"]', "aria-current") == "true"
-        assert page.locator("#overlay rect.focus").count() == 1
+        _assert_gallery_cell_flies_to_its_box(page, viewer_slide.gallery["cells"][0])
 
         page.wait_for_function("slideViewer.viewer.world.getItemAt(0).getFullyLoaded()", timeout=30_000)
         screenshot = ARTIFACTS / "slide_viewer.png"
@@ -123,3 +105,72 @@ def _assert_boxes_drawn_where_the_slide_shows_them(page: Page, viewer_slide: Vie
         )
         assert drawn == pytest.approx(expected, abs=2.5), (index, drawn, expected)
         assert drawn[2] - drawn[0] > 2  # visible on the whole-slide view
+
+
+def test_slide_viewer_shows_what_predict_wrote_beside_a_served_model(
+    browser: Browser, shared_data: Path, tmp_path: Path
+) -> None:
+    """The real chain: `predict` on an OME-TIFF of four CRIC fields (the stand-in blob model of
+    tests/blob_export.py, so no training), then `serve --model ... --slides ... --slide-results`:
+    the field viewer stays at /, and the slide viewer shows predict's boxes and gallery."""
+    from blob_export import write_blob_export
+    from slide_mosaic import MPP, build_mosaic, with_card
+
+    from cervical_tf import cli
+
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    build_mosaic(slides)["generic"].unlink()  # one slide: the OME-TIFF, read through tifffile
+    model = with_card(write_blob_export(tmp_path / "blob"), MPP, 384)
+    results = tmp_path / "results"
+    flags = ["--abnormal", "dark", "--gallery", "8"]
+    assert cli.main(["predict", "--model", str(model), "--output", str(results), *flags, str(slides)]) == 0
+    features = json.loads((results / "mosaic.ome" / "detections.geojson").read_text(encoding="utf-8"))
+    gallery = json.loads((results / "mosaic.ome" / "gallery.json").read_text(encoding="utf-8"))
+    report = json.loads((results / "mosaic.ome" / "slide_report.json").read_text(encoding="utf-8"))
+    assert len(features["features"]) > 40 and len(gallery["cells"]) == 8
+
+    arguments = ["--model", f"blob={model}", "--slides", str(slides), "--slide-results", str(results)]
+    with running_server(arguments, tmp_path / "serve.log") as url:
+        assert "/static/viewer.js" in httpx.get(url + "/", timeout=10).text  # the field viewer, as before
+        page, errors, _ = _open_viewer(browser, url + "/slides.html")
+
+        assert page.locator("#overlay rect").count() == len(features["features"])
+        assert page.locator("#gallery button").count() == len(gallery["cells"])
+        assert page.inner_text("#slide-score") == f"{report['score']:.3f}"
+        _assert_gallery_cell_flies_to_its_box(page, gallery["cells"][0])
+        page.wait_for_function("slideViewer.viewer.world.getItemAt(0).getFullyLoaded()", timeout=30_000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "slide_viewer_predicted.png"))  # git-ignored, for people
+        page.close()
+    assert errors == []
+
+
+def _open_viewer(browser: Browser, address: str) -> tuple[Page, list[str], list[str]]:
+    """The page at `address` once the slide and its overlay are drawn; (page, console errors, URLs asked)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors: list[str] = []
+    requested: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(address)
+    page.wait_for_selector("body[data-state=ready]", timeout=30_000)
+    page.wait_for_function("slideViewer.viewer.world.getItemAt(0).getFullyLoaded()", timeout=30_000)
+    return page, errors, requested
+
+
+def _assert_gallery_cell_flies_to_its_box(page: Page, cell: dict) -> None:
+    """Clicking the cell's gallery button zooms the view in until it holds the cell's box."""
+    whole = page.evaluate("slideViewer.visibleImageRect()")
+    page.click(f'#gallery button[data-rank="{cell["rank"]}"]')
+    page.wait_for_function(  # the 0.6 s flight: the current bounds reach the target
+        "slideViewer.viewer.viewport.getBounds(true).equals(slideViewer.viewer.viewport.getBounds(false))",
+        timeout=10_000,
+    )
+    x, y, width, height = page.evaluate("slideViewer.visibleImageRect()")
+    xmin, ymin, xmax, ymax = cell["box"]
+    assert x <= xmin and y <= ymin and x + width >= xmax and y + height >= ymax, (x, y, width, height)
+    assert width < whole[2] / 3, "the view should zoom in on the cell"
+    assert page.get_attribute(f'#gallery button[data-rank="{cell["rank"]}"]', "aria-current") == "true"
+    assert page.locator("#overlay rect.focus").count() == 1
