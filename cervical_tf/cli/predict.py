@@ -84,6 +84,17 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         "(by class name), so pycocotools scores it against that file; an image it does not list is an "
         "error (default: image ids 1..N in argument order, label-map category ids)",
     )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="spread the images and the slides' tiles over Ray actors, one model each; the same output "
+        "files (no ADDRESS: a local Ray instance on this machine's CPUs; `auto` or the head's HOST:6379: "
+        "the cluster this machine is a node of, whose nodes must see the model, the inputs and RESULTS at "
+        "the same paths). Needs `pip install -r requirements-ray.txt`",
+    )
     parser.add_argument("images", nargs="+", metavar="IMAGES", help="image files, folders or glob patterns")
     parser.set_defaults(handler=run)
 
@@ -102,6 +113,7 @@ def run(args: argparse.Namespace) -> None:
         tissue_mask=args.tissue_mask,
         abnormal=args.abnormal,
         gallery=args.gallery,
+        ray=args.ray,
         **run_options(args),
     )
 

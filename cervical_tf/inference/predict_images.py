@@ -37,6 +37,7 @@ def predict_images(
     tissue_mask: bool = True,
     abnormal: str | None = None,
     gallery: int = 16,
+    ray: str | None = None,
 ) -> None:
     """Predict on every image of `images` (files, folders, globs); skip (and report) unreadable ones;
     write detections.json/.csv/.geojson, coco_results.json, model_card.json and overlays/ into `output`.
@@ -59,6 +60,10 @@ def predict_images(
     coco_results.json numbers images 1..N in argument order and classes by the model's label map;
     with `coco_gt` (a converted folder or a `*_coco.json`) it uses that ground truth's image ids
     (matched by file_name) and category ids (matched by name), so pycocotools can score it there.
+
+    With `ray` (a Ray address: "local" starts a local instance, "auto" or the head's "HOST:PORT" joins
+    the cluster this machine is a node of) the images and the slides' tiles are spread over Ray
+    actors, one model each (`distributed.ray_predict`); the results and their files are the same.
     """
     from cervical_tf.evaluation.coco_ids import load_coco_ids
     from cervical_tf.inference.abnormal import abnormal_classes
@@ -72,6 +77,10 @@ def predict_images(
         raise DataError(f"--mpp must be a positive number of microns per pixel, got {mpp}")
     if gallery < 0:
         raise DataError(f"--gallery must be 0 (no gallery) or more cells, got {gallery}")
+    if ray is not None:
+        from cervical_tf.distributed.ray_predict import require_ray
+
+        require_ray()
     found = resolve_images(images)
     slides = [path for path in found if is_slide(path)]
     paths = [path for path in found if path not in slides]
@@ -83,19 +92,27 @@ def predict_images(
     card = predictor.model_card
     print(f"model: {card.summary}")
     output = Path(output)
+    options = SlideOptions(tile, overlap, min_score, max_detections, agnostic_nms, mpp, tissue_mask)
+    pairs = list(zip(slides, [Path(name).stem for name in overlay_names(slides)], strict=True))
+    run = {"tile": tile, "overlap": overlap, "max_detections": max_detections, "min_score": min_score}
+    run["agnostic_nms"] = agnostic_nms
+    fields = [
+        (path, output / "overlays" / name) for path, name in zip(paths, overlay_names(paths), strict=True)
+    ]
+    on_ray = None
+    if ray is not None:  # one actor pool for the batch: tiles into each slide's tiles.jsonl, fields back
+        from cervical_tf.distributed.ray_predict import RayPool
+
+        on_ray = RayPool.connect(ray, Path(model)).detect(predictor, pairs, output, options, fields, run)
     failed_slides = []
     if slides:
-        options = SlideOptions(tile, overlap, min_score, max_detections, agnostic_nms, mpp, tissue_mask)
         chosen, rule = abnormal_classes(abnormal, predictor.labels)
         triage = Triage(frozenset(chosen), rule, gallery)
-        names = [Path(name).stem for name in overlay_names(slides)]
-        pairs = list(zip(slides, names, strict=True))
         _, failed_slides = predict_slides(predictor, pairs, output, options, triage)
         write_model_card(output / MODEL_CARD, card)
         print(f"wrote {', '.join(BATCH_FILES)}, {FAILED_TABLE} and {MODEL_CARD} to {output}/")
     if paths:
-        run = {"tile": tile, "overlap": overlap, "max_detections": max_detections, "min_score": min_score}
-        _predict_fields(predictor, output, paths, coco_ids, file_names, agnostic_nms=agnostic_nms, **run)
+        _predict_fields(predictor, output, fields, coco_ids, file_names, run, on_ray)
     warn_if_synthetic(card)
     if failed_slides:
         named = ", ".join(str(failure.slide) for failure in failed_slides)
@@ -108,27 +125,22 @@ def predict_images(
 def _predict_fields(
     predictor: Predictor,
     output: Path,
-    paths: list[Path],
+    fields: list[tuple[Path, Path]],
     coco_ids: CocoIds | None,
     file_names: dict[str, str],
-    *,
-    tile: int | None,
-    overlap: int,
-    max_detections: int,
-    min_score: float,
-    agnostic_nms: bool,
+    run: dict,
+    done: list[tuple[Path, Detections | DataError]] | None = None,
 ) -> None:
-    """Ordinary images (fields): each decoded whole, its overlay, then the batch's result files."""
+    """Ordinary images (fields: (image path, overlay path)): each decoded whole, detected with `run`
+    (Predictor.predict's keyword options), its overlay (`predict_field`), then the batch's result
+    files. `done`: the fields' results already computed (on Ray), in order, instead."""
     from tqdm import tqdm
 
-    from cervical_tf.images import load_image
     from cervical_tf.inference import outputs
 
     card = predictor.model_card
     category_ids = coco_ids.category_ids(predictor.labels) if coco_ids else None
-    overlay_dir = output / "overlays"
-    overlay_dir.mkdir(parents=True, exist_ok=True)
-    colors = outputs.palette(predictor.labels)
+    paths = [path for path, _ in fields]
     if coco_ids:
         image_ids = {path: coco_ids.images[file_name].id for path, file_name in file_names.items()}
         ids_note = f"image and category ids of {coco_ids.source}"
@@ -139,35 +151,19 @@ def _predict_fields(
         )
     detections_list: list[Detections] = []
     failures: list[Path] = []
-    for path, overlay_name in tqdm(
-        list(zip(paths, overlay_names(paths), strict=True)), desc="predict", unit="img"
-    ):
-        try:
-            image = load_image(path)
-        except DataError as error:
+    results = (
+        done
+        if done is not None
+        else (_field_or_error(predictor, path, overlay_path, run) for path, overlay_path in fields)
+    )
+    for path, result in tqdm(results, total=len(fields), desc="predict", unit="img"):
+        if isinstance(result, DataError):
             failures.append(path)
-            tqdm.write(f"skipped: {error}", file=sys.stderr)
+            tqdm.write(f"skipped: {result}", file=sys.stderr)
             continue
         if coco_ids:
-            coco_ids.check_size(file_names[str(path)], path, image.shape[1], image.shape[0])
-        detections = predictor.predict(
-            image,
-            str(path),
-            tile=tile,
-            overlap=overlap,
-            max_detections=max_detections,
-            min_score=min_score,
-            agnostic_nms=agnostic_nms,
-        )
-        outputs.write_overlay(
-            overlay_dir / overlay_name,
-            image,
-            detections,
-            colors,
-            model_summary=card.summary,
-            model_warning=card.warning,
-        )
-        detections_list.append(detections)
+            coco_ids.check_size(file_names[str(path)], path, result.width, result.height)
+        detections_list.append(result)
     if not detections_list:
         raise DataError(f"none of the {len(paths)} image(s) could be read; nothing was written")
     outputs.write_detections_json(output / "detections.json", detections_list, card.warning)
@@ -177,6 +173,36 @@ def _predict_fields(
     write_model_card(output / MODEL_CARD, card)
     table = outputs.counts_table(detections_list, predictor.labels)
     _report(output, detections_list, failures, table, ids_note)
+
+
+def predict_field(predictor: Predictor, path: Path, overlay_path: Path, run: dict) -> Detections:
+    """Decode the image at `path` whole, detect (`run`: Predictor.predict's keyword options) and write
+    its overlay to `overlay_path`. DataError (naming the file) when it cannot be decoded."""
+    from cervical_tf.images import load_image
+    from cervical_tf.inference import outputs
+
+    image = load_image(path)
+    detections = predictor.predict(image, str(path), **run)
+    card = predictor.model_card
+    overlay_path.parent.mkdir(parents=True, exist_ok=True)
+    outputs.write_overlay(
+        overlay_path,
+        image,
+        detections,
+        outputs.palette(predictor.labels),
+        model_summary=card.summary,
+        model_warning=card.warning,
+    )
+    return detections
+
+
+def _field_or_error(
+    predictor: Predictor, path: Path, overlay_path: Path, run: dict
+) -> tuple[Path, Detections | DataError]:
+    try:
+        return path, predict_field(predictor, path, overlay_path, run)
+    except DataError as error:
+        return path, error
 
 
 def resolve_images(items: list[str]) -> list[Path]:

@@ -70,23 +70,30 @@ def model_tile(card: ModelCard, tile: int | None) -> int:
     return int(max(size[:2])) if len(size) >= 2 else DEFAULT_TILE
 
 
+@dataclass(frozen=True)
+class SlideTiles:
+    """How one slide is read: the `plan`, the read level's `level_size` (width, height), the tile
+    side in model px, all `tiles` and the `wanted` ones (with tissue), the tissue's share of the
+    slide, and the run `settings` its tiles.jsonl records."""
+
+    plan: ReadPlan
+    level_size: tuple[int, int]
+    tile_size: int
+    tiles: list[Tile]
+    wanted: list[Tile]
+    tissue_fraction: float
+    settings: dict
+
+
 def detect_slide(predictor: Predictor, path: Path, folder: Path, options: SlideOptions) -> SlideResult:
     """Detect on the slide at `path`; `folder` keeps its tiles.jsonl. SlideError when it cannot be
     opened or read (tiles finished before the failure stay recorded)."""
     from tqdm import tqdm
 
-    tile_size = model_tile(predictor.model_card, options.tile)
     with open_slide(path, options.mpp) as reader:
-        plan = plan_read(reader, predictor.model_card.facts.get("pixel_size_um"))
-        level_size = reader.dimensions[plan.level]
-        tiles = plan_tiles(level_size, plan.scale, tile_size, options.overlap)
-        mask = (
-            tissue_mask(reader.thumbnail(THUMBNAIL_SIDE), reader.dimensions[0])
-            if options.tissue_mask
-            else all_tissue(reader.dimensions[0])
-        )
-        wanted = [tile for tile in tiles if mask.any_in(*_level0_window(tile, plan.downsample))]
-        log = TileLog(folder / TILE_LOG, _run_settings(predictor, reader, plan, tile_size, options))
+        work = slide_tiles(predictor, reader, options)
+        plan, level_size, wanted = work.plan, work.level_size, work.wanted
+        log = TileLog(folder / TILE_LOG, work.settings)
         try:
             resumed = sum(tile.index in log.done for tile in wanted)
             todo = [tile for tile in wanted if tile.index not in log.done]
@@ -113,8 +120,46 @@ def detect_slide(predictor: Predictor, path: Path, folder: Path, options: SlideO
         labels=tuple(labels[int(class_id)] for class_id in raw.class_ids[keep]),
     )
     return SlideResult(
-        detections, plan, tile_size, len(tiles), len(wanted), resumed, mask.fraction, examined_px, pixel_size
+        detections,
+        plan,
+        work.tile_size,
+        len(work.tiles),
+        len(wanted),
+        resumed,
+        work.tissue_fraction,
+        examined_px,
+        pixel_size,
     )
+
+
+def slide_tiles(predictor: Predictor, reader: SlideReader, options: SlideOptions) -> SlideTiles:
+    """Plan the read of `reader`'s slide at the model's pixel size and pick the tiles with tissue.
+    SlideError when the slide's pixel size cannot be matched (see `plan.plan_read`)."""
+    tile_size = model_tile(predictor.model_card, options.tile)
+    plan = plan_read(reader, predictor.model_card.facts.get("pixel_size_um"))
+    level_size = reader.dimensions[plan.level]
+    tiles = plan_tiles(level_size, plan.scale, tile_size, options.overlap)
+    mask = (
+        tissue_mask(reader.thumbnail(THUMBNAIL_SIDE), reader.dimensions[0])
+        if options.tissue_mask
+        else all_tissue(reader.dimensions[0])
+    )
+    wanted = [tile for tile in tiles if mask.any_in(*_level0_window(tile, plan.downsample))]
+    settings = _run_settings(predictor, reader, plan, tile_size, options)
+    return SlideTiles(plan, level_size, tile_size, tiles, wanted, mask.fraction, settings)
+
+
+def detect_tile(
+    predictor: Predictor,
+    reader: SlideReader,
+    tile: Tile,
+    plan: ReadPlan,
+    level_size: tuple[int, int],
+    options: SlideOptions,
+) -> tiling.RawDetections:
+    """Read one tile of `reader`'s slide and detect on it: what `detect_slide` records per tile
+    (level-0 px, centre in the tile's core; see `_detect_tile`). SlideError when it cannot be read."""
+    return _detect_tile(predictor, _read(reader, tile, plan), tile, plan, level_size, options)
 
 
 def _read(reader: SlideReader, tile: Tile, plan: ReadPlan) -> np.ndarray:

@@ -1,0 +1,156 @@
+"""Items per second of `predict --ray` with 1 and 2 Ray actors on this machine, the scaling ratio,
+and what one item costs.
+
+Run: .venv/bin/python bench/scale.py --model /tmp/demo_lite0/export [--images DIR] [--repeat 3]
+(needs requirements-ray.txt). The items are image fields (default: the CRIC fields in
+../shared/data/cric8/images, the list repeated `repeat` times), each decoded, detected and its
+overlay written: what `predict` does per field. Every run uses actors of one CPU (TensorFlow at one
+thread), on a local Ray of as many CPUs as this machine has.
+
+Per run: `wall` (the Ray Data run, actor start and model load included), `steady` (the first
+item's start to the last item's end, as the actors saw it), items/s over each, the ratio of the
+2-actor to the 1-actor steady rate. Per item: decode, model call and overlay write, timed in this
+process at one TensorFlow thread (the cost inside an actor); `in actor`, the mean time an actor
+spent on an item; `Ray overhead`, each actor's share of the steady window per item minus the
+time inside the actor (scheduling, pickling, Ray Data's blocks); `start`, wall minus steady
+(actors starting, TensorFlow import, model load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+SHARED_FIELDS = Path(__file__).resolve().parents[2] / "shared" / "data" / "cric8" / "images"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", type=Path, required=True, help="an export (EXPORT_DIR)")
+    parser.add_argument("--images", type=Path, default=SHARED_FIELDS, help="a folder of fields")
+    parser.add_argument("--repeat", type=int, default=3, help="the folder's images, this many times")
+    parser.add_argument("--actors", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--json", type=Path, help="also write the numbers here")
+    args = parser.parse_args()
+
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)  # as in each actor
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from cervical_tf.inference.predict_images import resolve_images
+    from cervical_tf.inference.predictor import Predictor
+
+    predictor = Predictor.load(args.model)
+    images = resolve_images([str(args.images)]) * args.repeat
+    run = {"tile": None, "overlap": 128, "max_detections": 100, "min_score": 0.5, "agnostic_nms": True}
+    with tempfile.TemporaryDirectory() as scratch:
+        parts = per_item_cost(predictor, images, Path(scratch), run)
+        runs = [
+            ray_run(predictor, images, Path(scratch) / f"ray{count}", run, count) for count in args.actors
+        ]
+    report = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU",
+        "model": str(args.model),
+        "items": len(images),
+        "per_item_ms": parts,
+        "runs": runs,
+    }
+    if len(runs) >= 2:
+        report["scaling"] = runs[-1]["steady_items_per_s"] / runs[0]["steady_items_per_s"]
+    print(markdown(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1), encoding="utf-8")
+
+
+def per_item_cost(predictor: object, images: list[Path], scratch: Path, run: dict) -> dict:
+    """Median ms of decode, model call and overlay write per image, in this process (one thread)."""
+    from cervical_tf.images import load_image
+    from cervical_tf.inference import outputs
+
+    colors = outputs.palette(predictor.labels)
+    predictor.predict(load_image(images[0]), "warm-up", **run)
+    timings: dict[str, list[float]] = {"decode": [], "model": [], "write": []}
+    for index, path in enumerate(images):
+        started = time.perf_counter()
+        image = load_image(path)
+        decoded = time.perf_counter()
+        detections = predictor.predict(image, str(path), **run)
+        detected = time.perf_counter()
+        outputs.write_overlay(scratch / f"{index}.png", image, detections, colors)
+        written = time.perf_counter()
+        timings["decode"].append(decoded - started)
+        timings["model"].append(detected - decoded)
+        timings["write"].append(written - detected)
+    return {name: 1000 * statistics.median(values) for name, values in timings.items()}
+
+
+def ray_run(predictor: object, images: list[Path], output: Path, run: dict, actors: int) -> dict:
+    """One `predict --ray` field run on `actors` actors of a fresh local Ray."""
+    import ray
+
+    from cervical_tf.distributed.ray_predict import RayPool
+    from cervical_tf.slides.detect import SlideOptions
+
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    try:
+        pool = RayPool.connect("local", predictor.source, actors=actors)
+        fields = [(path, output / "overlays" / f"{index}.png") for index, path in enumerate(images)]
+        found = pool.detect(predictor, [], output, SlideOptions(), fields, run)
+    finally:
+        ray.shutdown()
+    failed = [str(path) for path, result in found if not hasattr(result, "boxes_px")]
+    results = pool.last_results
+    steady = max(result.started + result.seconds for result in results) - min(r.started for r in results)
+    in_actor = statistics.mean(result.seconds for result in results)
+    return {
+        "actors": actors,
+        "failed": failed,
+        "wall_s": pool.last_seconds,
+        "steady_s": steady,
+        "items_per_s": len(results) / pool.last_seconds,
+        "steady_items_per_s": len(results) / steady,
+        "in_actor_ms": 1000 * in_actor,
+        "ray_overhead_ms": 1000 * (steady * actors / len(results) - in_actor),
+        "start_s": pool.last_seconds - steady,
+        "items_per_actor": sorted(
+            sum(result.pid == pid for result in results) for pid in {result.pid for result in results}
+        ),
+    }
+
+
+def markdown(report: dict) -> str:
+    parts = report["per_item_ms"]
+    lines = [
+        f"{report['machine']}; {report['items']} fields; model {report['model']}",
+        "",
+        "| actors | wall s | items/s (wall) | steady s | items/s (steady) | in actor ms/item "
+        "| Ray overhead ms/item | start s | items per actor |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in report["runs"]:
+        lines.append(
+            f"| {run['actors']} | {run['wall_s']:.1f} | {run['items_per_s']:.2f} | {run['steady_s']:.1f} "
+            f"| {run['steady_items_per_s']:.2f} | {run['in_actor_ms']:.0f} | {run['ray_overhead_ms']:.0f} "
+            f"| {run['start_s']:.1f} | {run['items_per_actor']} |"
+        )
+    if "scaling" in report:
+        lines.append(
+            f"\nscaling (steady items/s, {report['runs'][-1]['actors']} vs 1 actor): {report['scaling']:.2f}x"
+        )
+    lines.append(
+        f"per item in one process at one thread: decode {parts['decode']:.0f} ms, model call "
+        f"{parts['model']:.0f} ms, overlay write {parts['write']:.0f} ms"
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
