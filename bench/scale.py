@@ -7,7 +7,9 @@ Run: .venv/bin/python bench/scale.py --model /tmp/demo_lite0/export [--images DI
 overlay written: what `predict` does per field. Every run uses actors of one CPU (TensorFlow at one
 thread), on a local Ray of as many CPUs as this machine has.
 
-Per run: `wall` (the Ray Data run, actor start and model load included), `steady` (the first
+`plain`: `cervical-tf predict` on the same images in a fresh process (TensorFlow's own threads on
+all CPUs; wall time with its start and model load), the baseline Ray must beat.
+Per Ray run: `wall` (the Ray Data run, actor start and model load included), `steady` (the first
 item's start to the last item's end, as the actors saw it), items/s over each, the ratio of the
 2-actor to the 1-actor steady rate. Per item: decode, model call and overlay write, timed in this
 process at one TensorFlow thread (the cost inside an actor); `in actor`, the mean time an actor
@@ -22,7 +24,10 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -45,13 +50,21 @@ def main() -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(1)  # as in each actor
     tf.config.threading.set_inter_op_parallelism_threads(1)
+    from cervical_tf.boxes import AGNOSTIC_NMS
     from cervical_tf.inference.predict_images import resolve_images
     from cervical_tf.inference.predictor import Predictor
 
     predictor = Predictor.load(args.model)
     images = resolve_images([str(args.images)]) * args.repeat
-    run = {"tile": None, "overlap": 128, "max_detections": 100, "min_score": 0.5, "agnostic_nms": True}
+    run = {
+        "tile": None,
+        "overlap": 128,
+        "max_detections": 100,
+        "min_score": 0.5,
+        "agnostic_nms": AGNOSTIC_NMS,
+    }
     with tempfile.TemporaryDirectory() as scratch:
+        plain = plain_run(args.model, images, Path(scratch) / "plain")
         parts = per_item_cost(predictor, images, Path(scratch), run)
         runs = [
             ray_run(predictor, images, Path(scratch) / f"ray{count}", run, count) for count in args.actors
@@ -60,6 +73,7 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU",
         "model": str(args.model),
         "items": len(images),
+        "plain": plain,
         "per_item_ms": parts,
         "runs": runs,
     }
@@ -68,6 +82,21 @@ def main() -> None:
     print(markdown(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1), encoding="utf-8")
+
+
+def plain_run(model: Path, images: list[Path], output: Path) -> dict:
+    """`cervical-tf predict` on `images` in a fresh process: wall s and items/s (start included).
+    Each repeat is a copy of its own, as predict keeps each file once."""
+    copies = output.parent / "plain_inputs"
+    copies.mkdir(parents=True)
+    for index, path in enumerate(images):
+        shutil.copyfile(path, copies / f"{index:04d}_{path.name}")
+    command = [sys.executable, "-m", "cervical_tf", "predict", "--model", str(model), "--output", str(output)]
+    command.append(str(copies))
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    seconds = time.perf_counter() - started
+    return {"wall_s": seconds, "items_per_s": len(images) / seconds}
 
 
 def per_item_cost(predictor: object, images: list[Path], scratch: Path, run: dict) -> dict:
@@ -135,6 +164,11 @@ def markdown(report: dict) -> str:
         "| Ray overhead ms/item | start s | items per actor |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    plain = report["plain"]
+    lines.append(
+        f"| plain predict (all CPUs, 1 process) | {plain['wall_s']:.1f} | {plain['items_per_s']:.2f} "
+        "| | | | | | |"
+    )
     for run in report["runs"]:
         lines.append(
             f"| {run['actors']} | {run['wall_s']:.1f} | {run['items_per_s']:.2f} | {run['steady_s']:.1f} "

@@ -163,13 +163,13 @@ class RayPool:
         default one per `threads` CPUs of the cluster.
 
         "ray://HOST:PORT" (Ray Client) is refused: Ray Data's executor needs a driver on a node
-        (ray-project/ray#48682); run `predict --ray auto` on a node, or as a Ray job."""
+        (ray-project/ray#48682); run `predict --ray auto` on a node."""
         ray = require_ray()
         if address.startswith("ray://"):
             raise DataError(
                 f"--ray {address}: Ray Data does not run through Ray Client (ray://); run predict on a node "
-                "of the cluster with --ray auto, e.g. `ray job submit --working-dir . -- cervical-tf predict "
-                "--ray auto ...`"
+                "of the cluster (the head, or a machine that joined with `ray start --address HEAD:6379`) "
+                "with --ray auto"
             )
         if not _ADDRESS.match(address):
             raise DataError(
