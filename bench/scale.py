@@ -149,6 +149,7 @@ def ray_run(predictor: object, images: list[Path], output: Path, run: dict, acto
         "in_actor_ms": 1000 * in_actor,
         "ray_overhead_ms": 1000 * (steady * actors / len(results) - in_actor),
         "start_s": pool.last_seconds - steady,
+        "actor_peak_mb": max(result.peak_mb for result in results),
         "items_per_actor": sorted(
             sum(result.pid == pid for result in results) for pid in {result.pid for result in results}
         ),
@@ -161,19 +162,19 @@ def markdown(report: dict) -> str:
         f"{report['machine']}; {report['items']} fields; model {report['model']}",
         "",
         "| actors | wall s | items/s (wall) | steady s | items/s (steady) | in actor ms/item "
-        "| Ray overhead ms/item | start s | items per actor |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| Ray overhead ms/item | start s | items per actor | actor peak MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     plain = report["plain"]
     lines.append(
         f"| plain predict (all CPUs, 1 process) | {plain['wall_s']:.1f} | {plain['items_per_s']:.2f} "
-        "| | | | | | |"
+        "| | | | | | | |"
     )
     for run in report["runs"]:
         lines.append(
             f"| {run['actors']} | {run['wall_s']:.1f} | {run['items_per_s']:.2f} | {run['steady_s']:.1f} "
             f"| {run['steady_items_per_s']:.2f} | {run['in_actor_ms']:.0f} | {run['ray_overhead_ms']:.0f} "
-            f"| {run['start_s']:.1f} | {run['items_per_actor']} |"
+            f"| {run['start_s']:.1f} | {run['items_per_actor']} | {run['actor_peak_mb']:.0f} |"
         )
     if "scaling" in report:
         lines.append(

@@ -80,13 +80,14 @@ class TileItem:
 class ItemResult:
     """What an actor sends back for one item: `value` (Detections of a field, RawDetections of a
     tile) or `error` (the DataError's message); `started` (Unix time) and `seconds` spent on it in the
-    actor; the actor's `pid`."""
+    actor; the actor's `pid` and its peak resident memory so far, `peak_mb`."""
 
     value: Any = None
     error: str | None = None
     started: float = 0.0
     seconds: float = 0.0
     pid: int = 0
+    peak_mb: float = 0.0
 
 
 class ModelActor:
@@ -130,8 +131,8 @@ class ModelActor:
                     self.predictor, reader, item.tile, item.plan, item.level_size, item.options
                 )
         except DataError as error:
-            return ItemResult(None, str(error), started, time.perf_counter() - start, os.getpid())
-        return ItemResult(value, None, started, time.perf_counter() - start, os.getpid())
+            return ItemResult(None, str(error), started, time.perf_counter() - start, os.getpid(), _peak_mb())
+        return ItemResult(value, None, started, time.perf_counter() - start, os.getpid(), _peak_mb())
 
     def _reader(self, path: Path, mpp: float | None) -> SlideReader:
         from cervical_tf.slides.reader import open_slide
@@ -295,3 +296,11 @@ def _quiet_tensorflow() -> dict[str, str]:
     """The driver's TF_CPP_MIN_LOG_LEVEL for the actors (the CLI sets 2: no C++ info lines)."""
     level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
     return {"TF_CPP_MIN_LOG_LEVEL": level} if level is not None else {}
+
+
+def _peak_mb() -> float:
+    """This process's peak resident memory in MB (Linux reports KB, macOS bytes)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
