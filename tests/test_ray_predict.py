@@ -210,3 +210,29 @@ def test_ray_pool_reports_the_images_ray_did_not_finish(
     assert found[0][1] == "detections of a"
     assert isinstance(found[1][1], DataError) and str(found[1][1]) == "b.png: not a readable image"
     assert isinstance(found[2][1], DataError) and str(found[2][1]) == f"c.png: not finished on Ray: {reason}"
+
+
+def test_tile_logs_keep_every_tile_when_logs_are_closed_and_reopened(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from cervical_tf.distributed import ray_predict
+    from cervical_tf.inference.tiling import RawDetections
+
+    monkeypatch.setattr(ray_predict, "OPEN_LOGS", 1)  # every switch of slide closes the other log
+    logs = ray_predict._TileLogs()
+    paths = [tmp_path / name / "tiles.jsonl" for name in ("a", "b")]
+    settings = {"tile": 512}
+    assert logs.done(paths[0], settings) == logs.done(paths[1], settings) == set()
+    raw = RawDetections(
+        np.array([[1, 2, 30, 40]], np.float32), np.array([0.9], np.float32), np.array([1]), [False]
+    )
+
+    for index in range(6):
+        logs.append(paths[index % 2], index, raw)
+    logs.close()
+
+    assert logs.done(paths[0], settings) == {0, 2, 4}
+    assert logs.done(paths[1], settings) == {1, 3, 5}
+    assert len(paths[0].read_text(encoding="utf-8").splitlines()) == 1 + 3  # the run line, then tiles

@@ -35,14 +35,17 @@ from cervical_tf.errors import DataError
 if TYPE_CHECKING:
     from cervical_tf.inference.detections import Detections
     from cervical_tf.inference.predictor import Predictor
+    from cervical_tf.inference.tiling import RawDetections
     from cervical_tf.slides.detect import SlideOptions
     from cervical_tf.slides.plan import ReadPlan, Tile
     from cervical_tf.slides.reader import SlideReader
+    from cervical_tf.slides.tile_log import TileLog
 
 RAY_PIN = "ray[data]==2.60.0"
 INSTALL = f"pip install -r requirements-ray.txt (or pip install '{RAY_PIN}')"
 MAX_TASK_RETRIES = 3  # per item, after its actor died; then Ray gives up and the item is reported
 OPEN_SLIDES = 2  # slide readers an actor keeps open (tiles of one slide mostly arrive together)
+OPEN_LOGS = 16  # tiles.jsonl files the driver keeps open while results arrive
 _ADDRESS = re.compile(r"^(local|auto|[\w.\-]+:\d+)$")
 
 
@@ -209,35 +212,34 @@ class RayPool:
         slide); a tile that fails stays out of the log (it is retried there, and reported)."""
         from cervical_tf.slides.detect import slide_tiles
         from cervical_tf.slides.reader import SlideError, open_slide
-        from cervical_tf.slides.tile_log import TILE_LOG, TileLog
+        from cervical_tf.slides.tile_log import TILE_LOG
 
-        logs: list[TileLog] = []
+        logs = _TileLogs()
         payloads: list[FieldItem | TileItem] = []
-        owners: list[TileLog] = []
+        owners: list[Path] = []  # the tiles.jsonl of each tile item
+        for path, name in slides:
+            try:
+                with open_slide(path, options.mpp) as reader:
+                    work = slide_tiles(predictor, reader, options)
+            except SlideError:
+                continue
+            log_path = Path(output) / name / TILE_LOG
+            done = logs.done(log_path, work.settings)
+            todo = [tile for tile in work.wanted if tile.index not in done]
+            slide = Path(path).resolve()
+            payloads.extend(TileItem(slide, tile, work.plan, work.level_size, options) for tile in todo)
+            owners.extend([log_path] * len(todo))
+        first_field = len(payloads)
+        payloads.extend(FieldItem(Path(path), Path(overlay).resolve(), run) for path, overlay in fields)
+
+        def record(index: int, result: ItemResult) -> None:
+            if index < first_field and result.error is None:
+                logs.append(owners[index], payloads[index].tile.index, result.value)
+
         try:
-            for path, name in slides:
-                try:
-                    with open_slide(path, options.mpp) as reader:
-                        work = slide_tiles(predictor, reader, options)
-                except SlideError:
-                    continue
-                log = TileLog(Path(output) / name / TILE_LOG, work.settings)
-                logs.append(log)
-                todo = [tile for tile in work.wanted if tile.index not in log.done]
-                slide = Path(path).resolve()
-                payloads.extend(TileItem(slide, tile, work.plan, work.level_size, options) for tile in todo)
-                owners.extend([log] * len(todo))
-            first_field = len(payloads)
-            payloads.extend(FieldItem(Path(path), Path(overlay).resolve(), run) for path, overlay in fields)
-
-            def record(index: int, result: ItemResult) -> None:
-                if index < first_field and result.error is None:
-                    owners[index].append(payloads[index].tile.index, result.value)
-
             results, failure = self._map(payloads, record)
         finally:
-            for log in logs:
-                log.close()
+            logs.close()
         if failure and any(index not in results for index in range(first_field)):
             print(f"ray: {failure}; the tiles it did not finish are run here", file=sys.stderr)
         found: list[tuple[Path, Detections | DataError]] = []
@@ -272,7 +274,7 @@ class RayPool:
                 fn_constructor_kwargs={"model": str(self.model), "threads": self.threads, "cwd": os.getcwd()},
                 batch_size=1,
                 batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=self.actors),
+                compute=ray.data.ActorPoolStrategy(size=min(self.actors, len(payloads))),
                 num_cpus=self.threads,
                 runtime_env={"env_vars": _quiet_tensorflow()},
                 max_restarts=-1,
@@ -290,6 +292,40 @@ class RayPool:
         self.last_results = [results[index] for index in sorted(results)]
         self.last_seconds = time.perf_counter() - start
         return results, failure
+
+
+class _TileLogs:
+    """The slides' tiles.jsonl, at most OPEN_LOGS of them open at a time: a batch of thousands of
+    slides would otherwise hold a file per slide. A log closed early is opened again (and re-read)
+    when another of its tiles arrives."""
+
+    def __init__(self) -> None:
+        self._settings: dict[Path, dict] = {}
+        self._open: OrderedDict[Path, TileLog] = OrderedDict()
+
+    def done(self, path: Path, settings: dict) -> set[int]:
+        """The tiles already in `path` for a run with `settings` (a log of other settings restarts)."""
+        from cervical_tf.slides.tile_log import TileLog
+
+        log = TileLog(path, settings)
+        log.close()
+        self._settings[path] = settings
+        return set(log.done)
+
+    def append(self, path: Path, index: int, raw: RawDetections) -> None:
+        from cervical_tf.slides.tile_log import TileLog
+
+        if path not in self._open:
+            while len(self._open) >= OPEN_LOGS:
+                self._open.popitem(last=False)[1].close()
+            self._open[path] = TileLog(path, self._settings[path])
+        self._open.move_to_end(path)
+        self._open[path].append(index, raw)
+
+    def close(self) -> None:
+        for log in self._open.values():
+            log.close()
+        self._open.clear()
 
 
 def _quiet_tensorflow() -> dict[str, str]:
