@@ -1,5 +1,5 @@
 """Detect cells on one whole slide: plan the read, mask the tissue, stream the tiles through the
-model, keep each tile's core, merge across seams; resumable through `tile_log`.
+model, keep each tile's core, merge across seams (`merge`); resumable through `tile_log`.
 
 Boxes leave this module in level-0 pixels of the slide (QuPath's and OpenSlide's frame).
 """
@@ -16,6 +16,7 @@ from PIL import Image
 from cervical_tf.boxes import AGNOSTIC_NMS
 from cervical_tf.inference import tiling
 from cervical_tf.inference.detections import Detections
+from cervical_tf.slides.merge import merge_slide
 from cervical_tf.slides.plan import ReadPlan, Tile, plan_read, plan_tiles
 from cervical_tf.slides.reader import PixelSize, SlideReader, open_slide
 from cervical_tf.slides.stream import stream_tiles
@@ -107,7 +108,7 @@ def detect_slide(predictor: Predictor, path: Path, folder: Path, options: SlideO
         width, height = reader.dimensions[0]
         pixel_size = reader.pixel_size
     examined_px = sum(_core_area(tile, level_size) for tile in wanted) * plan.downsample**2
-    keep = tiling.merge_tiles(raw, agnostic=options.agnostic_nms)
+    keep = merge_slide(raw, agnostic=options.agnostic_nms)
     keep = keep[np.argsort(-raw.scores[keep], kind="stable")]
     labels = predictor.labels
     detections = Detections(
