@@ -3,7 +3,8 @@
 Per slide, OUTPUT/<slide>/ holds `detections.geojson` (level-0 px, QuPath's File > Import objects
 over the slide), `detections.csv`, `slide_report.json`/`.md` (cells per class, abnormal cells, the
 slide score, tiles and area examined: `report`), `gallery.png`/`.json` (the top abnormal cells:
-`gallery`) and `tiles.jsonl` (the finished tiles, for resuming). OUTPUT/slides_ranked.csv/.md rank
+`gallery`) and `tiles.jsonl` (the finished tiles, for resuming); the detections are written a chunk
+at a time (`writers`), so memory does not grow with the cells found. OUTPUT/slides_ranked.csv/.md rank
 the batch, most suspicious first (`ranking`). A slide that cannot be opened or read is named with
 its reason on stderr, in OUTPUT/slides_failed.csv and last in the ranked table, and the batch goes on.
 """
@@ -16,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cervical_tf.inference import outputs
 from cervical_tf.slides.detect import SlideOptions, SlideResult, detect_slide
 from cervical_tf.slides.gallery import (
     GALLERY_JSON,
@@ -28,6 +28,7 @@ from cervical_tf.slides.gallery import (
 from cervical_tf.slides.ranking import RANKED_CSV, RANKED_MD, write_ranked
 from cervical_tf.slides.reader import SlideError, open_slide
 from cervical_tf.slides.report import REPORT_JSON, REPORT_MD, Triage, slide_report, write_slide_report
+from cervical_tf.slides.writers import write_detections_csv, write_geojson
 from tfrecords_gen.atomic import atomic_path
 
 if TYPE_CHECKING:
@@ -66,8 +67,8 @@ def predict_slides(
         folder = Path(output) / name
         try:
             result = detect_slide(predictor, path, folder, options)
-            outputs.write_geojson(folder / "detections.geojson", [result.detections], card.as_json())
-            outputs.write_detections_csv(folder / "detections.csv", [result.detections])
+            write_geojson(folder / "detections.geojson", result.detections, card.as_json())
+            write_detections_csv(folder / "detections.csv", result.detections)
             report = slide_report(result, predictor.labels, triage, options.min_score, card)
             gallery = _write_gallery(folder, path, result, options, triage, card)
             write_slide_report(folder, report, gallery)
