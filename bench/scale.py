@@ -78,8 +78,8 @@ def main() -> None:
         ]
         reports.append(_report(f"{len(images)} fields", machine, args.model, plain, parts, runs))
         if args.slide:
-            plain = plain_run(args.model, [args.slide], Path(scratch) / "plain_slide")
             parts, tiles = per_tile_cost(predictor, args.slide)
+            plain = plain_run(args.model, [args.slide], Path(scratch) / "plain_slide", items=tiles)
             slides = [(args.slide, "slide")]
             runs = [
                 ray_run(predictor, [], slides, Path(scratch) / f"ray_slide{count}", run, count)
@@ -101,9 +101,10 @@ def _report(items: str, machine: str, model: Path, plain: dict, parts: dict, run
     return report
 
 
-def plain_run(model: Path, images: list[Path], output: Path) -> dict:
-    """`cervical-tf predict` on `images` in a fresh process: wall s and items/s (start included).
-    Each repeat is a copy of its own, as predict keeps each file once."""
+def plain_run(model: Path, images: list[Path], output: Path, items: int | None = None) -> dict:
+    """`cervical-tf predict` on `images` in a fresh process: wall s and items/s (start included;
+    `items`: how many, default one per image, a slide's tiles). Each repeat is a copy of its own,
+    as predict keeps each file once."""
     copies = output.parent / f"{output.name}_inputs"
     copies.mkdir(parents=True)
     for index, path in enumerate(images):
@@ -113,7 +114,7 @@ def plain_run(model: Path, images: list[Path], output: Path) -> dict:
     started = time.perf_counter()
     subprocess.run(command, check=len(images) > 1, capture_output=True)  # a slide run may exit 2
     seconds = time.perf_counter() - started
-    return {"wall_s": seconds, "items_per_s": len(images) / seconds}
+    return {"wall_s": seconds, "items_per_s": (items or len(images)) / seconds}
 
 
 def per_item_cost(predictor: object, images: list[Path], scratch: Path, run: dict) -> dict:
