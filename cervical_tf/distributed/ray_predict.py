@@ -152,7 +152,7 @@ class ModelActor:
 @dataclass
 class RayPool:
     """Ray Data runs on the connected cluster with `actors` ModelActors of `threads` CPUs each.
-    `results` keeps the last run's ItemResults and wall time, for bench/scale.py."""
+    `last_results` and `last_seconds`: the last run's ItemResults and wall time, for bench/scale.py."""
 
     model: Path
     actors: int
