@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-# The real annotated data kept beside the project (../shared/data); absent in a user's fresh clone.
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from shared_data import SHARED_DATA
 
 
 @pytest.fixture

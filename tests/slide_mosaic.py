@@ -23,7 +23,7 @@ def build_mosaic(folder: Path) -> dict:
     """Four CRIC fields (crops) arranged 2 x 2 on glass: the pixels, each field and its top-left, and
     the slide written to `folder` as "ome" (mosaic.ome.tiff) and "generic" (mosaic.tiff). Skips the
     test when the shared real data is absent."""
-    from conftest import SHARED_DATA
+    from shared_data import SHARED_DATA
 
     images = sorted((SHARED_DATA / "cric8" / "images").glob("*.png"))[:4]
     if len(images) < 4:

@@ -150,7 +150,8 @@ def test_train_interrupted_mid_run_continues_from_its_last_checkpoint(workspace:
                 break
             time.sleep(0.5)
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=120) == 130  # cervical-tf's exit status for an interruption
+        # It stops after the step or evaluation under way (an evaluation's graph is traced at step 2).
+        assert process.wait(timeout=600) == 130  # cervical-tf's exit status for an interruption
     finally:
         process.kill()
     stopped_at = int(tf.train.latest_checkpoint(str(model_dir)).rsplit("-", 1)[1])

@@ -57,7 +57,7 @@ def local_ray() -> object:
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     folder = tmp_path_factory.mktemp("inputs")
     mosaic = build_mosaic(folder)  # skips without the shared CRIC fields
-    from conftest import SHARED_DATA
+    from shared_data import SHARED_DATA
 
     fields = sorted((SHARED_DATA / "cric8" / "images").glob("*.png"))[4:7]
     corrupt = folder / "corrupt.png"
