@@ -1,9 +1,10 @@
-"""A slide's detections.geojson and detections.csv (`slides.writers`) are byte for byte what
-`outputs.write_geojson` / `write_detections_csv` write, whatever the number of chunks, and writing
-them takes memory that does not grow with the detections."""
+"""detections.geojson and detections.csv (`outputs.write_geojson` / `write_detections_csv`, the
+field's and the slide's) are the same bytes whatever the number of chunks they are written in, and
+writing them takes memory that does not grow with the detections."""
 
 from __future__ import annotations
 
+import json
 import tracemalloc
 from pathlib import Path
 
@@ -12,7 +13,6 @@ import pytest
 
 from cervical_tf.inference import outputs
 from cervical_tf.inference.detections import Detections
-from cervical_tf.slides import writers
 
 
 def slide_detections(count: int, seed: int = 0) -> Detections:
@@ -30,15 +30,23 @@ def slide_detections(count: int, seed: int = 0) -> Detections:
     )
 
 
-@pytest.mark.parametrize("count", [0, 1, writers.CHUNK - 1, writers.CHUNK, writers.CHUNK + 1, 10_000])
-def test_same_bytes_as_the_field_writers(tmp_path: Path, count: int) -> None:
+@pytest.mark.parametrize("count", [0, 1, outputs.CHUNK - 1, outputs.CHUNK, outputs.CHUNK + 1, 10_000])
+def test_same_bytes_as_in_one_piece(tmp_path: Path, count: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against the same writers with every row in one chunk (what they wrote before chunking), and
+    the GeoJSON also against `json.dumps` of the collection the server sends."""
     detections = slide_detections(count)
-    for card in (None, {"summary": "µ model", "classes": ["NILM", "LSIL"], "pixel_size_um": 0.25}):
-        outputs.write_geojson(tmp_path / "expected.geojson", [detections], card)
-        writers.write_geojson(tmp_path / "slide.geojson", detections, card)
-        assert (tmp_path / "slide.geojson").read_bytes() == (tmp_path / "expected.geojson").read_bytes()
-    outputs.write_detections_csv(tmp_path / "expected.csv", [detections])
-    writers.write_detections_csv(tmp_path / "slide.csv", detections)
+    cards = (None, {"summary": "µ model", "classes": ["NILM", "LSIL"], "pixel_size_um": 0.25})
+    for card in cards:
+        outputs.write_geojson(tmp_path / "slide.geojson", [detections], card)
+        expected = json.dumps(outputs.geojson_collection([detections], card)) + "\n"
+        assert (tmp_path / "slide.geojson").read_text(encoding="utf-8") == expected
+    outputs.write_detections_csv(tmp_path / "slide.csv", [detections])
+    with monkeypatch.context() as patch:
+        patch.setattr(outputs, "CHUNK", 10**9)
+        outputs.write_geojson(tmp_path / "expected.geojson", [detections], cards[1])
+        outputs.write_detections_csv(tmp_path / "expected.csv", [detections])
+    outputs.write_geojson(tmp_path / "slide.geojson", [detections], cards[1])
+    assert (tmp_path / "slide.geojson").read_bytes() == (tmp_path / "expected.geojson").read_bytes()
     assert (tmp_path / "slide.csv").read_bytes() == (tmp_path / "expected.csv").read_bytes()
     assert sorted(path.name for path in tmp_path.iterdir()) == [
         "expected.csv",
@@ -55,8 +63,8 @@ def test_memory_does_not_grow_with_the_detections(tmp_path: Path) -> None:
     def peak_mb(count: int) -> float:
         detections = slide_detections(count, seed=count)
         tracemalloc.start()
-        writers.write_geojson(tmp_path / "slide.geojson", detections, {"summary": "model"})
-        writers.write_detections_csv(tmp_path / "slide.csv", detections)
+        outputs.write_geojson(tmp_path / "slide.geojson", [detections], {"summary": "model"})
+        outputs.write_detections_csv(tmp_path / "slide.csv", [detections])
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         return peak / 2**20

@@ -8,8 +8,9 @@ has the same colour in every overlay, in the GeoJSON and in the web viewer.
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -25,6 +26,9 @@ from tfrecords_gen.atomic import atomic_path
 CSV_COLUMNS = ("image", "width", "height", "class", "class_id", "score", "xmin", "ymin", "xmax", "ymax")
 Color = tuple[int, int, int]
 WARNING_RED: Color = (200, 0, 0)  # the overlay's strip for a model card's warning
+# The CSV and GeoJSON writers hold this many rows or features at a time: a whole slide's hundred
+# thousand cells built at once took ~2.4 KB each (bench/slide_throughput.py).
+CHUNK = 4096
 
 
 def class_color(class_id: int) -> Color:
@@ -116,8 +120,9 @@ def image_entry(detections: Detections) -> dict:
 def write_detections_csv(path: Path, detections_list: Sequence[Detections]) -> None:
     """One row per detection: image,width,height,class,class_id,score,xmin,ymin,xmax,ymax (pixels).
 
-    Images without detections have no row (detections.json lists every image)."""
-    rows = [
+    Images without detections have no row (detections.json lists every image). Written CHUNK rows
+    at a time, so memory does not grow with a slide's detections."""
+    rows = (
         (
             detections.image,
             detections.width,
@@ -129,15 +134,23 @@ def write_detections_csv(path: Path, detections_list: Sequence[Detections]) -> N
         )
         for detections in detections_list
         for box, label, class_id, score in _rows(detections)
-    ]
-    table = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
-    with atomic_path(Path(path)) as temporary:
-        table.to_csv(temporary, index=False)
+    )
+    with atomic_path(Path(path)) as temporary, temporary.open("w", encoding="utf-8", newline="") as handle:
+        for index, chunk in enumerate(_chunks(rows)):
+            pd.DataFrame(chunk, columns=list(CSV_COLUMNS)).to_csv(handle, index=False, header=index == 0)
 
 
 def write_geojson(path: Path, detections_list: Sequence[Detections], model_card: dict | None = None) -> None:
-    """A QuPath-importable FeatureCollection, one Feature per detection (see `geojson_collection`)."""
-    _write_text(Path(path), json.dumps(geojson_collection(detections_list, model_card)))
+    """A QuPath-importable FeatureCollection, one Feature per detection (see `geojson_collection`):
+    `json.dumps` of it, byte for byte, written CHUNK features at a time."""
+    with atomic_path(Path(path)) as temporary, temporary.open("w", encoding="utf-8") as handle:
+        handle.write('{"type": "FeatureCollection", "features": [')
+        for index, chunk in enumerate(_chunks(_features(detections_list))):
+            handle.write((", " if index else "") + ", ".join(json.dumps(feature) for feature in chunk))
+        handle.write("]")
+        if model_card is not None:
+            handle.write(', "model_card": ' + json.dumps(model_card))
+        handle.write("}\n")
 
 
 def geojson_collection(detections_list: Sequence[Detections], model_card: dict | None = None) -> dict:
@@ -150,7 +163,12 @@ def geojson_collection(detections_list: Sequence[Detections], model_card: dict |
     `model_card` (the model card's JSON) is added as the collection's "model_card" member (a
     foreign member, RFC 7946 section 6.1: GeoJSON readers ignore it).
     """
-    features = [
+    collection = {"type": "FeatureCollection", "features": list(_features(detections_list))}
+    return collection | ({"model_card": model_card} if model_card is not None else {})
+
+
+def _features(detections_list: Iterable[Detections]) -> Iterator[dict]:
+    return (
         {
             "type": "Feature",
             "geometry": {"type": "Polygon", "coordinates": [_ring(box)]},
@@ -163,9 +181,15 @@ def geojson_collection(detections_list: Sequence[Detections], model_card: dict |
         }
         for detections in detections_list
         for box, label, class_id, score in _rows(detections)
-    ]
-    collection = {"type": "FeatureCollection", "features": features}
-    return collection | ({"model_card": model_card} if model_card is not None else {})
+    )
+
+
+def _chunks(items: Iterator) -> Iterator[list]:
+    """Lists of up to CHUNK items; one empty list when there are none (the CSV still gets its header)."""
+    chunk = list(itertools.islice(items, CHUNK))
+    yield chunk
+    while chunk := list(itertools.islice(items, CHUNK)):
+        yield chunk
 
 
 def write_coco_results(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cervical_tf.inference import outputs
 from cervical_tf.slides.detect import SlideOptions, SlideResult, detect_slide
 from cervical_tf.slides.gallery import (
     GALLERY_JSON,
@@ -28,7 +29,6 @@ from cervical_tf.slides.gallery import (
 from cervical_tf.slides.ranking import RANKED_CSV, RANKED_MD, write_ranked
 from cervical_tf.slides.reader import SlideError, open_slide
 from cervical_tf.slides.report import REPORT_JSON, REPORT_MD, Triage, slide_report, write_slide_report
-from cervical_tf.slides.writers import write_detections_csv, write_geojson
 from tfrecords_gen.atomic import atomic_path
 
 if TYPE_CHECKING:
@@ -67,8 +67,8 @@ def predict_slides(
         folder = Path(output) / name
         try:
             result = detect_slide(predictor, path, folder, options)
-            write_geojson(folder / "detections.geojson", result.detections, card.as_json())
-            write_detections_csv(folder / "detections.csv", result.detections)
+            outputs.write_geojson(folder / "detections.geojson", [result.detections], card.as_json())
+            outputs.write_detections_csv(folder / "detections.csv", [result.detections])
             report = slide_report(result, predictor.labels, triage, options.min_score, card)
             gallery = _write_gallery(folder, path, result, options, triage, card)
             write_slide_report(folder, report, gallery)
