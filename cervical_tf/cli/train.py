@@ -4,6 +4,8 @@ Without --checkpoint_dir it trains (resuming from the latest checkpoint in --mod
 the config has validation data, evaluates at the config's validation_interval. With
 --checkpoint_dir it evaluates each checkpoint that appears there, writing results to --model_dir,
 until --eval_timeout seconds pass without a new one or the last training step is evaluated.
+With --worker_hosts (or TF_CONFIG) it is one worker of several training one model together
+(training/cluster.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from cervical_tf.errors import DataError
 
 if TYPE_CHECKING:
     from cervical_tf.training.budget import TimeBudget
+    from cervical_tf.training.cluster import Worker
 
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:
@@ -83,6 +86,18 @@ def add_model_main_flags(parser: argparse.ArgumentParser) -> None:
         help="also show official.vision's and TensorFlow's own log lines",
     )
     parser.add_argument(
+        "--worker_hosts",
+        help="train on several workers (runtime.distribution_strategy: multi_worker_mirrored): every "
+        "worker's host:port, comma-separated, the same list on each; start one process per worker, each "
+        "with its --task_index; they wait for each other. The chief (index 0) alone writes MODEL_DIR; "
+        "the others write to a temporary folder they print and resume from the chief's checkpoints "
+        "(MODEL_DIR must be a folder every machine sees). Instead of these two flags, TensorFlow's "
+        "TF_CONFIG environment variable is read as it is",
+    )
+    parser.add_argument(
+        "--task_index", type=int, help="with --worker_hosts: this worker's place in that list (0: the chief)"
+    )
+    parser.add_argument(
         "--validation_images",
         type=int,
         default=3,
@@ -91,11 +106,13 @@ def add_model_main_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from cervical_tf.training import runner
+    from cervical_tf.training import cluster, runner
     from cervical_tf.training.anchors import report_anchors
     from cervical_tf.training.config import ConfigRequest, label_map_for, load_experiment
     from cervical_tf.training.schedule import fitted_to_steps
 
+    worker = cluster.join_cluster(args.worker_hosts, args.task_index)
+    _check_cluster_flags(args, worker)
     time_budget = _time_budget(args)  # first: the budget counts from here
     planned_steps = time_budget.plan.steps if time_budget and time_budget.plan else None
     request = ConfigRequest(
@@ -107,11 +124,16 @@ def run(args: argparse.Namespace) -> None:
         eval_timeout=args.eval_timeout if args.checkpoint_dir else None,
         checkpoint_every_n=args.checkpoint_every_n,
         sample_1_of_n_eval_examples=args.sample_1_of_n_eval_examples,
+        workers=worker.count,
     )
     params = load_experiment(request)
+    cluster.check_strategy(params, worker)
+    output_dir = cluster.write_dir(args.model_dir, worker)  # a worker other than the chief: its own folder
+    if worker.count > 1:
+        print(f"{worker.name()}: writes to {output_dir}")
     if time_budget is not None:  # refuse a schedule without an end now, not after calibration
         fitted_to_steps(params, params.trainer.train_steps, "--minutes")
-    report_anchors(params, args.data, args.model_dir)  # the training boxes' fit; anchors.json
+    report_anchors(params, args.data, output_dir)  # the training boxes' fit; anchors.json
     has_validation = bool(params.task.validation_data.input_path)
     if args.checkpoint_dir:
         if not has_validation:
@@ -122,7 +144,7 @@ def run(args: argparse.Namespace) -> None:
     logs = runner.run(
         params,
         runner.TrainRequest(
-            args.model_dir,
+            output_dir,
             mode,
             args.checkpoint_dir,
             label_map_for(params, args.data),
@@ -130,13 +152,36 @@ def run(args: argparse.Namespace) -> None:
             args.alsologtostderr,
             time_budget,
             lambda steps: load_experiment(dataclasses.replace(request, num_train_steps=steps)),
+            chief_model_dir=None if worker.is_chief else args.model_dir,
         ),
     )
+    if not worker.is_chief:
+        print(
+            f"{worker.name()}: trained; the chief wrote the model to {args.model_dir}, "
+            f"this worker {output_dir}"
+        )
+        return
     print(f"model directory: {args.model_dir}  (tensorboard --logdir {args.model_dir})")
     if logs:
         print(
             "last evaluation: "
             + "  ".join(f"{key} {float(logs[key]):.3f}" for key in ("AP", "AP50") if key in logs)
+        )
+
+
+def _check_cluster_flags(args: argparse.Namespace, worker: Worker) -> None:
+    """What several workers cannot do (yet): a time budget, and evaluating as a member of the cluster."""
+    if worker.count == 1:
+        return
+    if args.minutes is not None:
+        raise DataError(
+            f"--minutes with {worker.count} workers: each worker would measure its own speed and plan its "
+            "own steps, but all must train the same steps together; give --num_train_steps instead"
+        )
+    if args.checkpoint_dir:
+        raise DataError(
+            "--checkpoint_dir evaluates checkpoints in one process: run it without --worker_hosts/TF_CONFIG "
+            "(e.g. beside the cluster, --checkpoint_dir on the chief's MODEL_DIR)"
         )
 
 

@@ -52,6 +52,7 @@ class ConfigRequest:
     eval_timeout: int | None = None  # seconds continuous evaluation waits for a new checkpoint
     checkpoint_every_n: int | None = None
     sample_1_of_n_eval_examples: int = 1
+    workers: int = 1  # processes training together (training/cluster.py)
 
 
 def load_experiment(request: ConfigRequest, extra: dict | None = None):
@@ -87,6 +88,8 @@ def load_experiment(request: ConfigRequest, extra: dict | None = None):
         params.override({"trainer": {"continuous_eval_timeout": request.eval_timeout}}, is_strict=True)
     if request.checkpoint_every_n is not None:
         params.override({"trainer": {"checkpoint_interval": request.checkpoint_every_n}}, is_strict=True)
+    if request.workers > 1:  # every worker evaluates the whole split (see _unsharded_validation)
+        params.override(_unsharded_validation(), is_strict=True)
     if request.sample_1_of_n_eval_examples > 1:
         steps = _sampled_validation_steps(params, request.sample_1_of_n_eval_examples, request.data_dir)
         params.override({"trainer": {"validation_steps": steps}}, is_strict=True)
@@ -146,6 +149,17 @@ def label_map_for(params, data_dir: Path | None) -> Path:
         "no label_map.pbtxt found beside the training data; "
         "pass --data with the folder written by `cervical-tf convert`"
     )
+
+
+def _unsharded_validation() -> dict:
+    """Several workers: each reads the whole validation split instead of its share.
+
+    official.vision's COCO evaluator scores the images its own worker evaluated
+    (`experimental_local_results`), so with the split shared out the chief's AP would be the AP of
+    its share only; unsharded, every worker evaluates every image and the chief's AP is the
+    split's, as on one machine (evaluation is then no faster with more workers; training is).
+    """
+    return {"task": {"validation_data": {"sharding": False}}}
 
 
 def _sampled_validation_steps(params, every_n: int, data_dir: Path | None) -> int:

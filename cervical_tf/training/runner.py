@@ -3,11 +3,14 @@
 `OrbitExperimentRunner` does the work (checkpoints, resume, TensorBoard summaries, COCO
 evaluation); the subclass below only adds what cytology users need: a terminal progress line,
 metrics.csv, validation images with true and predicted boxes in TensorBoard, and evaluation of a
-checkpoint folder other than model_dir (the OD API's --checkpoint_dir).
+checkpoint folder other than model_dir (the OD API's --checkpoint_dir). On a worker other than the
+chief of a multi_worker_mirrored cluster, model_dir is the worker's own folder and the checkpoints
+it resumes from are the chief's (training/cluster.py).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from cervical_tf.errors import DataError
+from cervical_tf.training import cluster
 from cervical_tf.training.budget import TimeBudget
 from cervical_tf.training.logs import LOG_NAME, training_logs
 from cervical_tf.training.pixel_size import record_pixel_size
@@ -33,6 +37,7 @@ class TrainRequest:
     also_log_to_terminal: bool = False  # --alsologtostderr: official.vision's own lines on the terminal too
     budget: TimeBudget | None = None  # --minutes: train to a deadline (training/budget.py)
     experiment_for_steps: Callable[[int], object] | None = None  # with budget: the config fitted to N steps
+    chief_model_dir: Path | None = None  # a worker other than the chief: resume from the chief's checkpoints
 
 
 def run(params, request: TrainRequest) -> dict:
@@ -71,6 +76,11 @@ def _run(params, request: TrainRequest, terminal: TextIO) -> dict:
         num_gpus=params.runtime.num_gpus,
         tpu_address=params.runtime.tpu,
     )
+    if strategy.extended.should_checkpoint != (request.chief_model_dir is None):
+        raise DataError(  # cluster.py reads TF_CONFIG as TensorFlow does: a disagreement is a bug here
+            f"TensorFlow and cervical-tf disagree on which worker is the chief ({cluster.TF_CONFIG}: "
+            f"{os.environ.get(cluster.TF_CONFIG)!r})"
+        )
     with strategy.scope():
         task = CellDetectionTask(params.task, logging_dir=model_dir, augmentation=augmentation_of(params))
     label_map = read_label_map(request.label_map_path) if request.label_map_path else {}
@@ -87,10 +97,8 @@ def _run(params, request: TrainRequest, terminal: TextIO) -> dict:
         """Adds our actions (they need the trainer, built in __init__) and reads --checkpoint_dir."""
 
         def _build_controller(self, trainer, evaluator, **kwargs) -> orbit.Controller:
-            train_actions = [ProgressLine(total_steps, lambda: int(self.trainer.global_step), terminal)]
-            eval_actions = [
-                MetricsCsv(request.model_dir / "metrics.csv", lambda: int(self.trainer.global_step), terminal)
-            ]
+            train_actions = [ProgressLine(total_steps, self.current_step, terminal)]
+            eval_actions = [MetricsCsv(request.model_dir / "metrics.csv", self.current_step, terminal)]
             if request.validation_images and params.task.validation_data.input_path:
                 eval_actions.append(
                     ValidationImages(
@@ -99,7 +107,7 @@ def _run(params, request: TrainRequest, terminal: TextIO) -> dict:
                         params,
                         request.model_dir,
                         request.validation_images,
-                        lambda: int(self.trainer.global_step),
+                        self.current_step,
                         names,
                     )
                 )
@@ -107,12 +115,35 @@ def _run(params, request: TrainRequest, terminal: TextIO) -> dict:
             kwargs["eval_actions"] = eval_actions
             return super()._build_controller(trainer, evaluator, **kwargs)
 
+        def current_step(self) -> int:
+            return int(self.trainer.global_step.numpy())  # int() of it fails under multi_worker_mirrored
+
         def _maybe_build_checkpoint_manager(self):
+            if request.chief_model_dir is not None:
+                return _WorkerCheckpoints(
+                    request.chief_model_dir,
+                    self.trainer.checkpoint,
+                    directory=model_dir,
+                    max_to_keep=1,
+                    step_counter=self.trainer.global_step,
+                    checkpoint_interval=params.trainer.checkpoint_interval,
+                    init_fn=self.trainer.initialize,
+                )
             if request.checkpoint_dir is None:
                 return super()._maybe_build_checkpoint_manager()
             return tf.train.CheckpointManager(
                 self.trainer.checkpoint, directory=str(request.checkpoint_dir), max_to_keep=None
             )
+
+    class _WorkerCheckpoints(tf.train.CheckpointManager):
+        """A worker other than the chief saves where the chief does not look (its own folder: TensorFlow
+        needs every worker to take part in a save) and resumes from the chief's latest checkpoint."""
+
+        def __init__(self, chief_model_dir: Path, checkpoint, **kwargs) -> None:
+            super().__init__(checkpoint, **kwargs)
+            # What restore_or_initialize restores; the parent then counts checkpoint_interval from its
+            # step exactly as on the chief, so both save (collectively) at the same steps.
+            self._latest_checkpoint = tf.train.latest_checkpoint(str(chief_model_dir))
 
     runner = CellExperimentRunner(
         distribution_strategy=strategy,
