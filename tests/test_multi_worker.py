@@ -160,18 +160,16 @@ def test_two_workers_train_like_one_with_the_same_global_batch(
     single_dir, chief_dir = tmp_path / "single", tmp_path / "model"
     assert main(_train_arguments(data, single_dir, ONE_WORKER, FIRST_STEPS)) == 0  # in this process
     shutil.copytree(single_dir, chief_dir, ignore=shutil.ignore_patterns("train", "validation", "*.csv"))
-    capsys.readouterr()
-    assert main(_train_arguments(data, single_dir, ONE_WORKER, LAST_STEP)) == 0
-    single = capsys.readouterr().out
-
     hosts = ",".join(f"127.0.0.1:{port}" for port in _free_ports(2))
     arguments = _train_arguments(data, chief_dir, TWO_WORKERS, LAST_STEP)
-    chief, worker = _finish(
-        [
-            _start([*arguments, "--worker_hosts", hosts, "--task_index", str(index)], tmp_path)
-            for index in (0, 1)
-        ]
-    )
+    workers = [
+        _start([*arguments, "--worker_hosts", hosts, "--task_index", str(index)], tmp_path)
+        for index in (0, 1)
+    ]
+    capsys.readouterr()  # meanwhile, in this process (the workers often wait on each other)
+    assert main(_train_arguments(data, single_dir, ONE_WORKER, LAST_STEP)) == 0
+    single = capsys.readouterr().out
+    chief, worker = _finish(workers)
     for output in (chief, worker):  # both resumed from the chief's checkpoint, and trained to the end
         assert f"step {FIRST_STEPS}/{LAST_STEP} " not in output
         assert f"step {FIRST_STEPS + 1}/{LAST_STEP} " in output and f"step {LAST_STEP}/{LAST_STEP}" in output
