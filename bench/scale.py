@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -35,6 +34,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from agnostic_nms import cpu_description
 
 SHARED_FIELDS = Path(__file__).resolve().parents[2] / "shared" / "data" / "cric8" / "images"
 
@@ -68,7 +69,7 @@ def main() -> None:
         "min_score": 0.5,
         "agnostic_nms": AGNOSTIC_NMS,
     }
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU"
+    machine = f"{cpu_description()}, {os.cpu_count()} CPU"
     reports = []
     with tempfile.TemporaryDirectory() as scratch:
         plain = plain_run(args.model, images, Path(scratch) / "plain")
@@ -180,8 +181,9 @@ def ray_run(
         found = pool.detect(predictor, slides, output, SlideOptions(), fields, run)
     finally:
         ray.shutdown()
-    failed = [str(path) for path, result in found if not hasattr(result, "boxes_px")]
-    failed += [str(index) for index, result in enumerate(pool.last_results) if result.error]
+    failed = [str(path) for path, result in found if not hasattr(result, "boxes_px")]  # fields
+    if slides:  # a tile's error is only in the actors' results (a field's is in `found` too)
+        failed += [result.error for result in pool.last_results if result.error]
     results = pool.last_results
     steady = max(result.started + result.seconds for result in results) - min(r.started for r in results)
     in_actor = statistics.mean(result.seconds for result in results)

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     made: list[Path] = []  # removed at the end unless --keep (a --work folder itself stays)
     try:
         patches, source = tissue_patches(args.data_root, args.seed)
-        export, kept_made = args.model, 0
+        export = args.model
         if args.stand_in:
             export = build_stand_in(work / "stand_in_export", args.mpp, args.tile or 512)
             made.append(export)
@@ -326,7 +326,6 @@ class Run:
     seconds: float
     peak_rss_mb: float
     samples: list[tuple[float, float, int]]  # (s since start, RSS MB, tiles done)
-    returncode: int
 
 
 def measure(command: list[str], tile_log: Path, log: Path) -> Run:
@@ -358,7 +357,7 @@ def measure(command: list[str], tile_log: Path, log: Path) -> Run:
     if process.returncode:
         tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
         raise SystemExit(f"predict failed ({process.returncode}):\n{tail}")
-    return Run(seconds, usage.ru_maxrss / 1024, samples, process.returncode)
+    return Run(seconds, usage.ru_maxrss / 1024, samples)
 
 
 def row(spec: SlideSpec, generated: float | None, run: Run, report: dict) -> dict:
