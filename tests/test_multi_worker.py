@@ -83,12 +83,13 @@ def no_tf_config(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_join_cluster_alone_without_flags_or_tf_config() -> None:
-    assert join_cluster(None, None) == Worker(1, 0, True)
+    worker = join_cluster(None, None)
+    assert worker == Worker(1, 0) and worker.is_chief
 
 
 def test_join_cluster_writes_tf_config_from_worker_hosts() -> None:
     worker = join_cluster("10.0.0.1:2222,10.0.0.2:2222", 1)
-    assert worker == Worker(2, 1, False)
+    assert worker == Worker(2, 1) and not worker.is_chief
     assert json.loads(os.environ[TF_CONFIG]) == {
         "cluster": {"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]},
         "task": {"type": "worker", "index": 1},
@@ -98,9 +99,11 @@ def test_join_cluster_writes_tf_config_from_worker_hosts() -> None:
 def test_join_cluster_reads_tf_config_as_tensorflow_does(monkeypatch: pytest.MonkeyPatch) -> None:
     cluster = {"chief": ["a:1"], "worker": ["b:1", "c:1"]}
     monkeypatch.setenv(TF_CONFIG, json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
-    assert join_cluster(None, None) == Worker(3, 1, False)  # a cluster with a chief: worker 0 is not it
+    worker = join_cluster(None, None)
+    assert worker == Worker(3, 1) and not worker.is_chief  # a cluster with a chief: worker 0 is not it
     monkeypatch.setenv(TF_CONFIG, json.dumps({"cluster": cluster, "task": {"type": "chief", "index": 0}}))
-    assert join_cluster(None, None) == Worker(3, 0, True)
+    chief = join_cluster(None, None)
+    assert chief == Worker(3, 0) and chief.is_chief
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,10 @@ class Worker:
 
     count: int = 1
     index: int = 0
-    is_chief: bool = True
+
+    @property
+    def is_chief(self) -> bool:
+        return self.index == 0
 
     def name(self) -> str:
         role = "the chief" if self.is_chief else "not the chief"
@@ -46,7 +49,7 @@ class Worker:
 def join_cluster(worker_hosts: str | None, task_index: int | None) -> Worker:
     """This process's place in the cluster; with --worker_hosts, TF_CONFIG is written first.
 
-    Without either (and without TF_CONFIG) the process trains alone: Worker(1, 0, True).
+    Without either (and without TF_CONFIG) the process trains alone: Worker(1, 0).
     """
     if worker_hosts is None:
         if task_index is not None:
@@ -103,8 +106,8 @@ def write_dir(model_dir: Path, worker: Worker) -> Path:
 
 
 def _worker_from(text: str | None, source: str) -> Worker:
-    """This worker from TF_CONFIG's text. The chief by TensorFlow's rule (multi_worker_util.is_chief):
-    the "chief" task if the cluster has one, else worker 0."""
+    """This worker from TF_CONFIG's text, placed so that TensorFlow's chief (multi_worker_util.is_chief)
+    comes first."""
     if not text:
         return Worker()
     try:
@@ -128,6 +131,6 @@ def _worker_from(text: str | None, source: str) -> Worker:
         raise DataError(
             f"{source}: task {task_type} {index}: the cluster lists {len(members)} {task_type}(s)"
         )
+    # The chief is the "chief" task if the cluster has one, else worker 0: first either way.
     position = index if task_type == "chief" else len(chiefs) + index
-    is_chief = task_type == "chief" or (not chiefs and index == 0)
-    return Worker(len(chiefs) + len(workers), position, is_chief)
+    return Worker(len(chiefs) + len(workers), position)
