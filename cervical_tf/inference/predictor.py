@@ -144,10 +144,7 @@ class Predictor:
         self._check_class_ids(class_ids)
         boxes_px += np.array([x0, y0, x0, y0], dtype=np.float32)
         boxes_px = np.clip(boxes_px, 0, np.array([width, height, width, height], dtype=np.float32))
-        margin = max(2.0, 0.01 * max(tile_width, tile_height))
-        inner_edges = np.array([x0 > 0, y0 > 0, x0 + tile_width < width, y0 + tile_height < height])
-        edges = np.array([x0, y0, x0 + tile_width, y0 + tile_height], dtype=np.float32)
-        cut = ((np.abs(boxes_px - edges) <= margin) & inner_edges).any(axis=1)
+        cut = tiling.cut_at_inner_edges(boxes_px, x0, y0, tile_width, tile_height, width, height)
         keep = scores >= min_score
         return tiling.RawDetections(boxes_px[keep], scores[keep], class_ids[keep], cut[keep])
 

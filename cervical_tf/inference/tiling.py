@@ -73,6 +73,17 @@ def tile_count(width: int, height: int, tile: int, overlap: int) -> int:
     return len(tile_starts(width, tile, overlap)) * len(tile_starts(height, tile, overlap))
 
 
+def cut_at_inner_edges(
+    boxes_px: np.ndarray, x0: float, y0: float, tile_width: float, tile_height: float, width: int, height: int
+) -> np.ndarray:
+    """bool [N]: which boxes of the tile at (x0, y0) in a width x height image touch one of its inner
+    edges (not the image border), within max(2, 1% of the tile's side) px: the `cut` of step 1."""
+    margin = max(2.0, 0.01 * max(tile_width, tile_height))
+    inner = np.array([x0 > 0, y0 > 0, x0 + tile_width < width, y0 + tile_height < height])
+    edges = np.array([x0, y0, x0 + tile_width, y0 + tile_height], dtype=np.float32)
+    return ((np.abs(boxes_px - edges) <= margin) & inner).any(axis=1)
+
+
 def merge_tiles(raw: RawDetections, agnostic: bool = False) -> np.ndarray:
     """Indices into `raw` to keep: cut boxes covered by a whole box go, then NMS.
 
@@ -95,6 +106,10 @@ def merge_tiles(raw: RawDetections, agnostic: bool = False) -> np.ndarray:
 
 
 def concatenate(parts: list[RawDetections]) -> RawDetections:
-    """One RawDetections holding every part's detections, in order."""
+    """One RawDetections holding every part's detections, in order (none for no parts)."""
+    if not parts:
+        return RawDetections(
+            np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(0, bool)
+        )
     fields = ("boxes_px", "scores", "class_ids", "cut")
     return RawDetections(*(np.concatenate([getattr(part, field) for part in parts]) for field in fields))

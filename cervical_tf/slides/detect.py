@@ -104,12 +104,11 @@ def detect_slide(predictor: Predictor, path: Path, folder: Path, options: SlideO
                     progress.update()
         finally:
             log.close()
-        raw = _concatenate([log.done[tile.index] for tile in wanted])
+        raw = tiling.concatenate([log.done[tile.index] for tile in wanted])
         width, height = reader.dimensions[0]
         pixel_size = reader.pixel_size
     examined_px = sum(_core_area(tile, level_size) for tile in wanted) * plan.downsample**2
-    keep = merge_slide(raw, agnostic=options.agnostic_nms)
-    keep = keep[np.argsort(-raw.scores[keep], kind="stable")]
+    keep = merge_slide(raw, agnostic=options.agnostic_nms)  # by descending score
     labels = predictor.labels
     detections = Detections(
         image=str(path),
@@ -195,10 +194,7 @@ def _detect_tile(
     boxes_level = found.boxes_px * np.array([scale_x, scale_y, scale_x, scale_y], dtype=np.float32)
     boxes_level += np.array([tile.x, tile.y, tile.x, tile.y], dtype=np.float32)
     width, height = level_size
-    margin = max(2.0, 0.01 * max(tile.width, tile.height))
-    inner = np.array([tile.x > 0, tile.y > 0, tile.x + tile.width < width, tile.y + tile.height < height])
-    edges = np.array([tile.x, tile.y, tile.x + tile.width, tile.y + tile.height], dtype=np.float32)
-    cut = ((np.abs(boxes_level - edges) <= margin) & inner).any(axis=1)
+    cut = tiling.cut_at_inner_edges(boxes_level, tile.x, tile.y, tile.width, tile.height, width, height)
     core = tiling.centres_in(boxes_level, tile.core_x, tile.core_y)
     return tiling.RawDetections(
         (boxes_level[core] * plan.downsample).astype(np.float32),
@@ -241,11 +237,3 @@ def _run_settings(
         "max_detections": options.max_detections,
         "agnostic_nms": options.agnostic_nms,
     }
-
-
-def _concatenate(parts: list[tiling.RawDetections]) -> tiling.RawDetections:
-    if parts:
-        return tiling.concatenate(parts)
-    return tiling.RawDetections(
-        np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(0, bool)
-    )
