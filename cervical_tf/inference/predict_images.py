@@ -108,7 +108,7 @@ def predict_images(
     if slides:
         chosen, rule = abnormal_classes(abnormal, predictor.labels)
         triage = Triage(frozenset(chosen), rule, gallery)
-        _, failed_slides = predict_slides(predictor, pairs, output, options, triage)
+        failed_slides = predict_slides(predictor, pairs, output, options, triage)
         write_model_card(output / MODEL_CARD, card)
         print(f"wrote {', '.join(BATCH_FILES)}, {FAILED_TABLE} and {MODEL_CARD} to {output}/")
     if paths:

@@ -53,14 +53,13 @@ def predict_slides(
     output: Path,
     options: SlideOptions,
     triage: Triage,
-) -> tuple[list[SlideResult], list[SlideFailure]]:
+) -> list[SlideFailure]:
     """Detect on each (slide path, folder name) and write its outputs into OUTPUT/<folder name>/;
     OUTPUT/slides_ranked.csv/.md rank the slides by `triage`'s score, OUTPUT/slides_failed.csv
-    lists the slides that failed (a header only when none did)."""
+    lists the slides that failed (a header only when none did). Returns the failures."""
     from tqdm import tqdm
 
     card = predictor.model_card
-    results: list[SlideResult] = []
     reports: list[tuple[dict, str]] = []
     failures: list[SlideFailure] = []
     for path, name in slides:
@@ -76,12 +75,11 @@ def predict_slides(
             failures.append(SlideFailure(path, str(error)))
             tqdm.write(f"skipped: {error}", file=sys.stderr)
             continue
-        results.append(result)
         reports.append((report, name))
         tqdm.write(_summary(result, report, folder, triage))
     write_failures(Path(output) / FAILED_TABLE, failures)
     write_ranked(Path(output), reports, failures)
-    return results, failures
+    return failures
 
 
 def _write_gallery(

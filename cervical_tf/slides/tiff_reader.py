@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cervical_tf.images import to_rgb
 from cervical_tf.slides.reader import PixelSize, SlideError, SlideReader
 
 _TO_MICRONS = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
@@ -57,7 +58,7 @@ class TiffFileReader(SlideReader):
             segment, (_, _, row, column, _), _ = self._decode(page, index, level)
             if segment is None:
                 continue
-            pixels = _rgb(segment[0])
+            pixels = to_rgb(segment[0])
             rows = slice(max(y0, row), min(y1, row + pixels.shape[0]))
             columns = slice(max(x0, column), min(x1, column + pixels.shape[1]))
             out[rows.start - top : rows.stop - top, columns.start - left : columns.stop - left] = pixels[
@@ -90,15 +91,6 @@ def _segments(page: object, x0: int, y0: int, x1: int, y1: int) -> list[int]:
         ]
     rows_per_strip = min(page.rowsperstrip or page.imagelength, page.imagelength)
     return list(range(y0 // rows_per_strip, (y1 - 1) // rows_per_strip + 1))
-
-
-def _rgb(segment: np.ndarray) -> np.ndarray:
-    """[h, w, 3] from a decoded [h, w, samples] segment (grey repeated, alpha dropped)."""
-    if segment.ndim == 2:
-        segment = segment[:, :, np.newaxis]
-    if segment.shape[2] == 1:
-        return np.repeat(segment, 3, axis=2)
-    return segment[:, :, :3]
 
 
 def _ome_pixel_size(ome_xml: str | None) -> PixelSize | None:

@@ -56,7 +56,7 @@ class TileLog:
         }
         self._file.write(json.dumps(entry) + "\n")
         self._file.flush()
-        self.done[index] = _reloaded(entry)
+        self.done[index] = _raw(entry)  # rounded as a rerun reads them, so both merge the same numbers
 
     def close(self) -> None:
         self._file.close()
@@ -77,8 +77,3 @@ def _raw(entry: dict) -> tiling.RawDetections:
         np.asarray(entry["class_ids"], dtype=np.int32),
         np.asarray(entry["cut"], dtype=bool),
     )
-
-
-def _reloaded(entry: dict) -> tiling.RawDetections:
-    """The detections as a rerun will read them back (rounded), so both runs merge the same numbers."""
-    return _raw(json.loads(json.dumps(entry)))
