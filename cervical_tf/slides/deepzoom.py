@@ -34,14 +34,8 @@ JPEG_QUALITY = 85
 def deep_zoom(path: Path) -> DeepZoomGenerator:
     """The Deep Zoom pyramid of the slide at `path`; SlideError naming the file when it cannot be opened."""
     reader = open_slide(Path(path))
-    if isinstance(reader, OpenSlideReader):
-        reader.close()  # OpenSlide reads it: hand OpenSlide's own object to the generator
-        try:
-            slide: openslide.AbstractSlide = openslide.OpenSlide(str(path))
-        except (openslide.OpenSlideError, OSError) as error:
-            raise SlideError(f"{path}: OpenSlide cannot open this slide: {error}") from error
-    else:
-        slide = ReaderSlide(reader)
+    # OpenSlide reads it: its own object goes to the generator (which then owns it), else an adapter
+    slide = reader.slide if isinstance(reader, OpenSlideReader) else ReaderSlide(reader)
     return DeepZoomGenerator(slide, tile_size=TILE_SIZE, overlap=OVERLAP, limit_bounds=True)
 
 

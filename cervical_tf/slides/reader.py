@@ -133,26 +133,27 @@ def open_slide(path: Path, mpp: float | None = None) -> SlideReader:
 
 
 class OpenSlideReader(SlideReader):
-    """A slide read by OpenSlide; pixel size from `openslide.mpp-x` / `openslide.mpp-y`."""
+    """A slide read by OpenSlide (`slide`, the openslide.OpenSlide, which slides/deepzoom.py hands to
+    OpenSlide's Deep Zoom generator); pixel size from `openslide.mpp-x` / `openslide.mpp-y`."""
 
     def __init__(self, path: Path) -> None:
         import openslide
 
         self.path = Path(path)
         try:
-            self._slide = openslide.OpenSlide(str(path))
+            self.slide = openslide.OpenSlide(str(path))
         except (openslide.OpenSlideError, OSError) as error:
             raise SlideError(f"{path}: OpenSlide cannot open this slide: {error}") from error
-        self.format = str(self._slide.properties.get(openslide.PROPERTY_NAME_VENDOR, "unknown"))
-        self.dimensions = tuple(tuple(map(int, size)) for size in self._slide.level_dimensions)
-        self.downsamples = tuple(float(value) for value in self._slide.level_downsamples)
-        self.pixel_size = _openslide_pixel_size(self._slide.properties)
+        self.format = str(self.slide.properties.get(openslide.PROPERTY_NAME_VENDOR, "unknown"))
+        self.dimensions = tuple(tuple(map(int, size)) for size in self.slide.level_dimensions)
+        self.downsamples = tuple(float(value) for value in self.slide.level_downsamples)
+        self.pixel_size = _openslide_pixel_size(self.slide.properties)
 
     def read_region(self, x: int, y: int, level: int, width: int, height: int) -> np.ndarray:
         import openslide
 
         try:
-            rgba = np.asarray(self._slide.read_region((int(x), int(y)), level, (int(width), int(height))))
+            rgba = np.asarray(self.slide.read_region((int(x), int(y)), level, (int(width), int(height))))
         except openslide.OpenSlideError as error:
             raise SlideError(
                 f"{self.path}: cannot read level {level} at ({x}, {y}), {width}x{height} px: {error}"
@@ -160,7 +161,7 @@ class OpenSlideReader(SlideReader):
         return _on_white(rgba)
 
     def close(self) -> None:
-        self._slide.close()
+        self.slide.close()
 
 
 def _openslide_pixel_size(properties: object) -> PixelSize | None:
