@@ -142,12 +142,13 @@ def run(args: argparse.Namespace) -> None:
         max_predict_bytes=round(args.max_predict_mb * MEGABYTE),
         max_concurrent_parses=args.max_concurrent_parses,
     )
-    # The flags are checked; now the heavy imports (TensorFlow comes with the app).
-    from cervical_tf.serve.app import create_app
-    from cervical_tf.serve.server import serve
-    from cervical_tf.serve.slide_folder import SlideFolder
+    from cervical_tf.serve.slide_folder import SlideFolder  # no TensorFlow: a wrong folder fails first
 
     slides = None if args.slides is None else SlideFolder(args.slides, args.slide_results)
+    # The flags and folders are checked; now the heavy imports (TensorFlow comes with the app).
+    from cervical_tf.serve.app import create_app
+    from cervical_tf.serve.server import serve
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(models, limits, args.abnormal, args.agnostic_nms, slides)
     base = f"http://{args.host}:{args.port}"

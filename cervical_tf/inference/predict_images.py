@@ -93,7 +93,7 @@ def predict_images(
     print(f"model: {card.summary}")
     output = Path(output)
     options = SlideOptions(tile, overlap, min_score, max_detections, agnostic_nms, mpp, tissue_mask)
-    pairs = list(zip(slides, [Path(name).stem for name in overlay_names(slides)], strict=True))
+    pairs = list(zip(slides, slide_folder_names(slides), strict=True))
     run = {"tile": tile, "overlap": overlap, "max_detections": max_detections, "min_score": min_score}
     run["agnostic_nms"] = agnostic_nms
     fields = [
@@ -237,6 +237,12 @@ def resolve_images(items: list[str]) -> list[Path]:
 
 def _is_image_or_slide(path: Path) -> bool:
     return is_image_file(path) or (path.is_file() and path.suffix.lower() in SLIDE_SUFFIXES)
+
+
+def slide_folder_names(slides: list[Path]) -> list[str]:
+    """The folder of each slide's results under OUTPUT: its overlay name without `.png`, so that
+    slides sharing a stem get distinct folders (`serve --slide-results` finds them by this name)."""
+    return [Path(name).stem for name in overlay_names(slides)]
 
 
 def overlay_names(paths: list[Path]) -> list[str]:

@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cervical_tf.errors import DataError
-from cervical_tf.inference.predict_images import overlay_names
+from cervical_tf.inference.predict_images import slide_folder_names
 from cervical_tf.serve.limits import RequestError
+from cervical_tf.slides.gallery import GALLERY_JSON, GALLERY_PNG
 from cervical_tf.slides.reader import is_slide
+from cervical_tf.slides.report import REPORT_JSON
 
 if TYPE_CHECKING:
     from openslide.deepzoom import DeepZoomGenerator
@@ -32,9 +34,9 @@ logger = logging.getLogger("cervical_tf.serve")
 # What `predict` writes per slide (detections) and the gallery and report beside them.
 RESULT_FILES = {
     "detections.geojson": "application/geo+json",
-    "gallery.json": "application/json",
-    "gallery.png": "image/png",
-    "slide_report.json": "application/json",
+    GALLERY_JSON: "application/json",
+    GALLERY_PNG: "image/png",
+    REPORT_JSON: "application/json",
 }
 OPEN_PYRAMIDS = 8  # slides kept open for their tiles; the least recently used one is dropped
 
@@ -139,8 +141,8 @@ class SlideFolder:
                 continue
             if is_slide(entry):
                 found.append((entry, real))
-        names = overlay_names([entry for entry, _ in found])  # predict's names for the same slides
+        names = slide_folder_names([entry for entry, _ in found])  # predict's folders for the same slides
         return [
-            ListedSlide(entry.name, real, Path(name).stem, real.stat().st_mtime_ns)
+            ListedSlide(entry.name, real, name, real.stat().st_mtime_ns)
             for (entry, real), name in zip(found, names, strict=True)
         ]
