@@ -13,7 +13,7 @@
 (function () {
   const SVG = "http://www.w3.org/2000/svg";
   const $ = (id) => document.getElementById(id);
-  const state = { viewer: null, slide: null, boxes: [], classes: new Map(), gallery: [], focus: null };
+  const state = { viewer: null, cells: 0, classes: new Map(), focus: null };
   window.slideViewer = state;
 
   main().catch((error) => setStatus(error.message, "error"));
@@ -43,7 +43,6 @@
   }
 
   async function openSlide(slide, hasResults) {
-    state.slide = slide;
     const base = "/v1/slides/" + encodeURIComponent(slide.name);
     setStatus(`Opening ${slide.name}…`, "busy");
     const info = await getJSON(base);
@@ -100,7 +99,7 @@
     } else if (!detections) {
       setStatus(`No detections for ${slide.name} in the results folder: run cervical-tf predict on it.`, "notice");
     } else {
-      setStatus(`${state.boxes.length} cells detected on ${slide.name}.`, "ok");
+      setStatus(`${state.cells} cells detected on ${slide.name}.`, "ok");
     }
     document.body.dataset.state = "ready";
   }
@@ -142,7 +141,7 @@
         rect.appendChild(title);
       }
       state.classes.get(name).group.appendChild(rect);
-      state.boxes.push({ box, name, score });
+      state.cells += 1;
     }
     updateShownCount();
   }
@@ -192,7 +191,7 @@
     total.insertCell().textContent = "Total";
     const count = total.insertCell();
     count.className = "number";
-    count.textContent = state.boxes.length;
+    count.textContent = state.cells;
   }
 
   function updateShownCount() {
@@ -207,7 +206,6 @@
   function drawGallery(cells, pngUrl) {
     const list = $("gallery");
     list.replaceChildren();
-    state.gallery = cells;
     if (!cells.length) {
       $("gallery-help").textContent = "No gallery for this slide.";
       return;
