@@ -178,7 +178,7 @@ def ray_run(
     try:
         pool = RayPool.connect("local", predictor.source, actors=actors)
         fields = [(path, output / "overlays" / f"{index}.png") for index, path in enumerate(images)]
-        found = pool.detect(predictor, slides, output, SlideOptions(), fields, run)
+        found = pool.detect(predictor, slides, output, SlideOptions(), fields, run).fields
     finally:
         ray.shutdown()
     failed = [str(path) for path, result in found if not hasattr(result, "boxes_px")]  # fields

@@ -204,7 +204,7 @@ def test_ray_pool_reports_the_images_ray_did_not_finish(
     monkeypatch.setattr(pool, "_map", lambda payloads, on_result=None: (partial, reason))
     fields = [(Path(name), tmp_path / f"{name}.png") for name in ("a.png", "b.png", "c.png")]
 
-    found = pool.detect(None, [], tmp_path, SlideOptions(), fields, {})
+    found = pool.detect(None, [], tmp_path, SlideOptions(), fields, {}).fields
 
     assert [path for path, _ in found] == [path for path, _ in fields]
     assert found[0][1] == "detections of a"

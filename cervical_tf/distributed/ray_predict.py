@@ -28,7 +28,7 @@ import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cervical_tf.errors import DataError
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from cervical_tf.inference.detections import Detections
     from cervical_tf.inference.predictor import Predictor
     from cervical_tf.inference.tiling import RawDetections
-    from cervical_tf.slides.detect import SlideOptions
+    from cervical_tf.slides.detect import SlideOptions, SlideTiles
     from cervical_tf.slides.plan import ReadPlan, Tile
     from cervical_tf.slides.reader import SlideReader
     from cervical_tf.slides.tile_log import TileLog
@@ -149,6 +149,14 @@ class ModelActor:
         return self._slides[key]
 
 
+class RayResults(NamedTuple):
+    """What RayPool.detect returns: `fields` (per field, its Detections or the DataError that skipped
+    it) and `planned` (each slide path's tiles plan, for predict_slides to finish the slide with)."""
+
+    fields: list[tuple[Path, Detections | DataError]]
+    planned: dict[Path, SlideTiles]
+
+
 @dataclass
 class RayPool:
     """Ray Data runs on the connected cluster with `actors` ModelActors of `threads` CPUs each.
@@ -202,14 +210,16 @@ class RayPool:
         options: SlideOptions,
         fields: list[tuple[Path, Path]],
         run: dict,
-    ) -> list[tuple[Path, Detections | DataError]]:
-        """Run the batch's work on one actor pool and return, per (image path, overlay path) of `fields`
-        in order, its Detections or the DataError that skipped it (the actors write the overlays).
+    ) -> RayResults:
+        """Run the batch's work on one actor pool: per (image path, overlay path) of `fields` in order,
+        its Detections or the DataError that skipped it (the actors write the overlays), and each
+        slide's plan.
 
         Slides: each (slide, folder name)'s tissue tiles that OUTPUT/<folder>/tiles.jsonl does not
         have yet are detected and appended there as they come back, for plain `predict` to finish
-        the slide from. A slide that cannot be opened or planned is left to it (it reports the
-        slide); a tile that fails stays out of the log (it is retried there, and reported)."""
+        the slide from, with the plan made here (`RayResults.planned`, not made twice). A slide that
+        cannot be opened or planned is left to it (it reports the slide); a tile that fails stays out
+        of the log (it is retried there, and reported)."""
         from cervical_tf.slides.detect import slide_tiles
         from cervical_tf.slides.reader import SlideError, open_slide
         from cervical_tf.slides.tile_log import TILE_LOG
@@ -217,12 +227,14 @@ class RayPool:
         logs = _TileLogs()
         payloads: list[FieldItem | TileItem] = []
         owners: list[Path] = []  # the tiles.jsonl of each tile item
+        planned: dict[Path, SlideTiles] = {}
         for path, name in slides:
             try:
                 with open_slide(path, options.mpp) as reader:
                     work = slide_tiles(predictor, reader, options)
             except SlideError:
                 continue
+            planned[Path(path)] = work
             log_path = Path(output) / name / TILE_LOG
             done = logs.done(log_path, work.settings)
             todo = [tile for tile in work.wanted if tile.index not in done]
@@ -251,7 +263,7 @@ class RayPool:
                 found.append((path, DataError(result.error)))
             else:
                 found.append((path, result.value))
-        return found
+        return RayResults(found, planned)
 
     def _map(
         self, payloads: list[FieldItem] | list[TileItem], on_result: Any = None

@@ -99,16 +99,18 @@ def predict_images(
     fields = [
         (path, output / "overlays" / name) for path, name in zip(paths, overlay_names(paths), strict=True)
     ]
-    on_ray = None
+    on_ray, planned = None, {}
     if ray is not None:  # one actor pool for the batch: tiles into each slide's tiles.jsonl, fields back
         from cervical_tf.distributed.ray_predict import RayPool
 
-        on_ray = RayPool.connect(ray, Path(model)).detect(predictor, pairs, output, options, fields, run)
+        on_ray, planned = RayPool.connect(ray, Path(model)).detect(
+            predictor, pairs, output, options, fields, run
+        )
     failed_slides = []
     if slides:
         chosen, rule = abnormal_classes(abnormal, predictor.labels)
         triage = Triage(frozenset(chosen), rule, gallery)
-        failed_slides = predict_slides(predictor, pairs, output, options, triage)
+        failed_slides = predict_slides(predictor, pairs, output, options, triage, planned)
         write_model_card(output / MODEL_CARD, card)
         print(f"wrote {', '.join(BATCH_FILES)}, {FAILED_TABLE} and {MODEL_CARD} to {output}/")
     if paths:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import csv
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cervical_tf.inference import outputs
-from cervical_tf.slides.detect import SlideOptions, SlideResult, detect_slide
+from cervical_tf.slides.detect import SlideOptions, SlideResult, SlideTiles, detect_slide
 from cervical_tf.slides.gallery import (
     GALLERY_JSON,
     GALLERY_PNG,
@@ -53,10 +54,12 @@ def predict_slides(
     output: Path,
     options: SlideOptions,
     triage: Triage,
+    planned: Mapping[Path, SlideTiles] | None = None,
 ) -> list[SlideFailure]:
     """Detect on each (slide path, folder name) and write its outputs into OUTPUT/<folder name>/;
     OUTPUT/slides_ranked.csv/.md rank the slides by `triage`'s score, OUTPUT/slides_failed.csv
-    lists the slides that failed (a header only when none did). Returns the failures."""
+    lists the slides that failed (a header only when none did). `planned`: slides whose tiles were
+    already planned (by `predict --ray`), by path. Returns the failures."""
     from tqdm import tqdm
 
     card = predictor.model_card
@@ -65,7 +68,7 @@ def predict_slides(
     for path, name in slides:
         folder = Path(output) / name
         try:
-            result = detect_slide(predictor, path, folder, options)
+            result = detect_slide(predictor, path, folder, options, (planned or {}).get(Path(path)))
             outputs.write_geojson(folder / "detections.geojson", [result.detections], card.as_json())
             outputs.write_detections_csv(folder / "detections.csv", [result.detections])
             report = slide_report(result, predictor.labels, triage, options.min_score, card)

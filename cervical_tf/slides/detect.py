@@ -86,13 +86,16 @@ class SlideTiles:
     settings: dict
 
 
-def detect_slide(predictor: Predictor, path: Path, folder: Path, options: SlideOptions) -> SlideResult:
-    """Detect on the slide at `path`; `folder` keeps its tiles.jsonl. SlideError when it cannot be
-    opened or read (tiles finished before the failure stay recorded)."""
+def detect_slide(
+    predictor: Predictor, path: Path, folder: Path, options: SlideOptions, work: SlideTiles | None = None
+) -> SlideResult:
+    """Detect on the slide at `path`; `folder` keeps its tiles.jsonl; `work`: its `slide_tiles`
+    when already made. SlideError when it cannot be opened or read (tiles finished before the
+    failure stay recorded)."""
     from tqdm import tqdm
 
     with open_slide(path, options.mpp) as reader:
-        work = slide_tiles(predictor, reader, options)
+        work = work or slide_tiles(predictor, reader, options)
         plan, level_size, wanted = work.plan, work.level_size, work.wanted
         log = TileLog(folder / TILE_LOG, work.settings)
         try:
