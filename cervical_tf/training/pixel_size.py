@@ -17,9 +17,9 @@ from tfrecords_gen.stats import PIXEL_SIZE
 PIXEL_SIZE_FILE = "pixel_size.json"
 
 
-def record_pixel_size(data_folder: Path, model_dir: Path) -> float | None:
-    """Write MODEL_DIR/pixel_size.json from DATA/dataset_stats.json; returns the pixel size (None when
-    the data records none: converted without --mpp, by an older convert, or not by convert)."""
+def record_pixel_size(data_folder: Path, model_dir: Path) -> None:
+    """Write MODEL_DIR/pixel_size.json from DATA/dataset_stats.json (null when the data records none:
+    converted without --mpp, by an older convert, or not by convert)."""
     source = Path(data_folder).absolute() / "dataset_stats.json"
     try:
         value = json.loads(source.read_text(encoding="utf-8")).get(PIXEL_SIZE)
@@ -29,7 +29,6 @@ def record_pixel_size(data_folder: Path, model_dir: Path) -> float | None:
     with atomic_path(Path(model_dir) / PIXEL_SIZE_FILE) as temporary:
         record = {PIXEL_SIZE: pixel_size_um, "source": str(source)}
         temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    return pixel_size_um
 
 
 def load_pixel_size(model_dir: Path) -> tuple[float | None, str]:
